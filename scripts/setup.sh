@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine for chanasc: system packages, a release build, and the Python
+# test tooling (a venv with onnx, onnxruntime and numpy, and the ONNX node tests generated
+# from it). Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo is not installed; install Rust (1.85 or newer) first" >&2
+  exit 1
+fi
+
+# System packages (Debian): a C toolchain for build scripts and Python's venv module.
+need=()
+command -v cc >/dev/null || need+=(build-essential)
+command -v python3 >/dev/null || need+=(python3)
+python3 -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}"
+fi
+
+cargo build --release --locked
+
+# Test tooling: the ONNX node tests are generated from the onnx package's own test cases.
+if [ "${CHANASC_SKIP_PYTHON:-0}" != 1 ]; then
+  if ! .venv/bin/python -c "import onnx, onnxruntime, numpy" 2>/dev/null; then
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check onnx==1.23.2 onnxruntime numpy
+  fi
+  gen=../shared/tools/gen_onnx_node_tests.py
+  if [ ! -d target/onnx-node-tests/node ] && [ -f $gen ]; then
+    .venv/bin/python $gen target/onnx-node-tests.tmp >/dev/null 2>&1
+    rm -rf target/onnx-node-tests && mv target/onnx-node-tests.tmp target/onnx-node-tests
+  fi
+fi
+echo "setup: done (binary: target/release/chanasc)"

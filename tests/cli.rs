@@ -1,0 +1,174 @@
+//! End-to-end tests of the `chanasc` command line on the built-in example, and its answers
+//! to bad input: one clear line on stderr and a non-zero exit, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use frontend::onnx_builder::{AttrValue, OnnxBuilder};
+
+fn chanasc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chanasc")).args(args).output().expect("chanasc runs")
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("chanasc-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failed run: non-zero exit, no panic, and a single `error:` line naming the problem.
+fn assert_clean_error(o: &Output, must_contain: &[&str]) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, stdout: {}", stdout(o));
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "want one line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    for s in must_contain {
+        assert!(lines[0].contains(s), "{s:?} not in {err}");
+    }
+}
+
+fn write_example(dir: &Path) -> PathBuf {
+    let model = dir.join("tiny.onnx");
+    let o = chanasc(&["example", "tiny-cnn", "-o", model.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    model
+}
+
+#[test]
+fn run_ir_and_info_on_the_example() {
+    let dir = tempdir("example");
+    let model = write_example(&dir);
+    let m = model.to_str().unwrap();
+    let y = dir.join("y.npy");
+    let o = chanasc(&["run", m, "-o", y.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("output: f32[1,10]"), "{}", stdout(&o));
+    let out = frontend::npy::read_npy(&y).unwrap();
+    assert_eq!(out.shape, vec![1, 10]);
+    assert!(out.as_f32().unwrap().iter().all(|x| x.is_finite()));
+    // The same seed gives the same random input, so the same output.
+    let y2 = dir.join("y2.npy");
+    chanasc(&["run", m, "-o", y2.to_str().unwrap()]);
+    assert_eq!(frontend::npy::read_npy(&y2).unwrap(), out);
+    // An explicit input file is used: all zeros gives a different output than random.
+    let x = dir.join("x.npy");
+    frontend::npy::write_npy(&x, &ir::Tensor::f32(vec![1, 3, 32, 32], vec![0.0; 3 * 32 * 32]).unwrap()).unwrap();
+    let y3 = dir.join("y3.npy");
+    let o = chanasc(&["run", m, "--input", &format!("input={}", x.display()), "-o", y3.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(frontend::npy::read_npy(&y3).unwrap(), out);
+
+    let o = chanasc(&["ir", m]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    assert!(text.contains("conv2d(") && text.contains("output %"), "{text}");
+    assert_eq!(ir::text::print_graph(&ir::text::parse_graph(&text).unwrap()), text);
+
+    let o = chanasc(&["info", m]);
+    let info = stdout(&o);
+    assert!(o.status.success());
+    // stem 16*3*9*256 + expand 48*16*256 + dw 48*9*256 + se 16*48 + 48*16 + project 16*48*256 + fc 160
+    let macs = 16 * 3 * 9 * 256 + 48 * 16 * 256 + 48 * 9 * 256 + 16 * 48 + 48 * 16 + 16 * 48 * 256 + 160;
+    assert!(info.contains(&format!("MACs: {macs} ")), "{info}");
+    assert!(info.contains("BatchNormalization") && info.contains("input ") && info.contains("f32[1,3,32,32]"), "{info}");
+}
+
+#[test]
+fn truncated_and_garbage_files_are_clean_errors() {
+    let dir = tempdir("trunc");
+    let model = write_example(&dir);
+    let bytes = std::fs::read(&model).unwrap();
+    for cut in [bytes.len() / 2, 3000.min(bytes.len() - 1), 7] {
+        let t = dir.join(format!("trunc{cut}.onnx"));
+        std::fs::write(&t, &bytes[..cut]).unwrap();
+        assert_clean_error(&chanasc(&["run", t.to_str().unwrap()]), &["not a valid ONNX model"]);
+    }
+    let g = dir.join("garbage.onnx");
+    std::fs::write(&g, b"this is not a protobuf \xff\xfe\x00\x01").unwrap();
+    assert_clean_error(&chanasc(&["info", g.to_str().unwrap()]), &["garbage.onnx"]);
+    assert_clean_error(&chanasc(&["run", dir.join("missing.onnx").to_str().unwrap()]), &["missing.onnx"]);
+}
+
+#[test]
+fn unknown_op_names_op_node_and_opset() {
+    let dir = tempdir("unknown");
+    let mut b = OnnxBuilder::new("g", 17);
+    b.input("x", &[1, 4]).output("y", &[1, 4]);
+    b.node("Relu", "first", &["x"], &["r"], vec![]);
+    b.node("FrobnicateV2", "the_bad_node", &["r"], &["y"], vec![("gain", AttrValue::Float(2.0))]);
+    let p = dir.join("unknown.onnx");
+    std::fs::write(&p, b.to_bytes()).unwrap();
+    assert_clean_error(&chanasc(&["run", p.to_str().unwrap()]), &["unsupported op FrobnicateV2", "the_bad_node", "opset 17"]);
+}
+
+#[test]
+fn wrong_input_shape_and_dtype_are_clean_errors() {
+    let dir = tempdir("shape");
+    let model = write_example(&dir);
+    let x = dir.join("x.npy");
+    frontend::npy::write_npy(&x, &ir::Tensor::f32(vec![1, 3, 16, 16], vec![0.5; 768]).unwrap()).unwrap();
+    let o = chanasc(&["run", model.to_str().unwrap(), "--input", &format!("input={}", x.display())]);
+    assert_clean_error(&o, &["input", "f32[1,3,32,32]", "f32[1,3,16,16]"]);
+    let xi = dir.join("xi.npy");
+    frontend::npy::write_npy(&xi, &ir::Tensor::i64(vec![1, 3, 32, 32], vec![1; 3072]).unwrap()).unwrap();
+    let o = chanasc(&["run", model.to_str().unwrap(), "--input", &format!("input={}", xi.display())]);
+    assert_clean_error(&o, &["i64[1,3,32,32]"]);
+    let o = chanasc(&["run", model.to_str().unwrap(), "--input", &format!("nosuch={}", x.display())]);
+    assert_clean_error(&o, &["no input \"nosuch\""]);
+}
+
+#[test]
+fn shape_errors_name_the_node() {
+    let dir = tempdir("badshape");
+    let mut b = OnnxBuilder::new("g", 17);
+    b.input("x", &[1, 3, 8, 8]).output("y", &[1, 4, 8, 8]);
+    b.initializer("w", &[4, 5, 3, 3], &[0.0; 180]);
+    b.node("Conv", "conv_with_wrong_weight", &["x", "w"], &["y"], vec![("pads", AttrValue::Ints(vec![1; 4]))]);
+    let p = dir.join("bad.onnx");
+    std::fs::write(&p, b.to_bytes()).unwrap();
+    assert_clean_error(&chanasc(&["info", p.to_str().unwrap()]), &["conv_with_wrong_weight", "Conv", "groups"]);
+}
+
+/// A property test over mutated model bytes: the importer returns a model or an error, and
+/// never panics, whatever bytes it is given.
+#[test]
+fn importer_survives_mutated_bytes() {
+    let original = frontend::examples::tiny_cnn(1);
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut imported = 0;
+    for _ in 0..3000 {
+        let mut bytes = original.clone();
+        for _ in 0..(1 + next() % 4) {
+            let pos = (next() as usize) % bytes.len();
+            match next() % 4 {
+                0 => bytes[pos] = next() as u8,
+                1 => bytes[pos] ^= 1 << (next() % 8),
+                2 => bytes.truncate(pos.max(1)),
+                _ => bytes.insert(pos, next() as u8),
+            }
+        }
+        let result = std::panic::catch_unwind(|| frontend::import_model(&bytes).is_ok());
+        match result {
+            Ok(ok) => imported += ok as usize,
+            Err(_) => panic!("the importer panicked on mutated bytes: {:?}", bytes),
+        }
+    }
+    // Some mutations (in weight bytes) leave a valid model; most break it.
+    assert!(imported > 0 && imported < 3000, "imported {imported}");
+}

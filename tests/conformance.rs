@@ -1,0 +1,106 @@
+//! The ONNX backend node tests, run on the reference interpreter.
+//!
+//! `tests/conformance/node.txt` lists the cases chanasc claims (one per line); every claimed
+//! case must pass. The cases come from `../shared/tools/gen_onnx_node_tests.py`, generated
+//! into `target/onnx-node-tests` (or `$CHANASC_ONNX_NODE_TESTS`) by `.ci/run`; without them
+//! this test says so and passes. `CHANASC_CONFORMANCE=all` runs every case instead and writes
+//! the passing names to `target/conformance-passing.txt`, to grow the manifest.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use ir::Tensor;
+use prost::Message;
+
+/// Node tests compare at this relative tolerance, like ONNX's own backend tests (1e-3 rtol
+/// there); the interpreter is held tighter.
+const TOLERANCE: f64 = 1e-4;
+
+fn node_tests_dir() -> PathBuf {
+    std::env::var_os("CHANASC_ONNX_NODE_TESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| support::root().join("target/onnx-node-tests/node"))
+}
+
+fn read_pb(path: &Path) -> Result<Tensor, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let t = frontend::proto::TensorProto::decode(bytes.as_slice()).map_err(|e| format!("{}: {e}", path.display()))?;
+    frontend::tensor_from_proto(&t)
+}
+
+fn numbered(dir: &Path, prefix: &str) -> Result<Vec<Tensor>, String> {
+    let mut out = Vec::new();
+    while dir.join(format!("{prefix}_{}.pb", out.len())).exists() {
+        out.push(read_pb(&dir.join(format!("{prefix}_{}.pb", out.len())))?);
+    }
+    Ok(out)
+}
+
+/// Imports, runs and checks one case.
+fn run_case(case: &Path) -> Result<(), String> {
+    let g = frontend::load_onnx(&case.join("model.onnx")).map_err(|e| e.to_string())?;
+    let data = case.join("test_data_set_0");
+    let inputs = numbered(&data, "input")?;
+    let expected = numbered(&data, "output")?;
+    // Inputs the importer folded away (constants) are not graph inputs; the rest bind in order.
+    let inputs: Vec<Tensor> = inputs.into_iter().take(g.inputs.len()).collect();
+    let outputs = interp::run(&g, &inputs).map_err(|e| e.to_string())?;
+    if outputs.len() != expected.len() {
+        return Err(format!("{} outputs, expected {}", outputs.len(), expected.len()));
+    }
+    for (i, (got, want)) in outputs.iter().zip(&expected).enumerate() {
+        support::compare(got, want, TOLERANCE).map_err(|e| format!("output {i}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn run_guarded(case: &Path) -> Result<(), String> {
+    std::panic::catch_unwind(|| run_case(case)).unwrap_or_else(|_| Err("PANICKED".into()))
+}
+
+fn main() -> ExitCode {
+    let dir = node_tests_dir();
+    if !dir.is_dir() {
+        println!(
+            "conformance: SKIPPED: no ONNX node tests at {} (generate them with `python ../shared/tools/gen_onnx_node_tests.py target/onnx-node-tests` from a venv with onnx==1.23.2; .ci/run does)",
+            dir.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let mut all: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    all.sort();
+    std::panic::set_hook(Box::new(|_| {}));
+
+    if std::env::var("CHANASC_CONFORMANCE").as_deref() == Ok("all") {
+        let passing: Vec<&String> = all.iter().filter(|c| run_guarded(&dir.join(c)).is_ok()).collect();
+        let list: String = passing.iter().map(|c| format!("{c}\n")).collect();
+        let out = support::root().join("target/conformance-passing.txt");
+        std::fs::write(&out, list).expect("write the passing list");
+        println!("conformance (interp, all cases): {} pass / {} total; names in {}", passing.len(), all.len(), out.display());
+        return ExitCode::SUCCESS;
+    }
+
+    let manifest_path = support::root().join("tests/conformance/node.txt");
+    let manifest = std::fs::read_to_string(&manifest_path).expect("tests/conformance/node.txt is readable");
+    let claimed: Vec<&str> = manifest.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).collect();
+    let mut failures = Vec::new();
+    for case in &claimed {
+        let path = dir.join(case);
+        let result = if path.is_dir() { run_guarded(&path) } else { Err("no such case".into()) };
+        if let Err(e) = result {
+            failures.push(format!("  {case}: {e}"));
+        }
+    }
+    let passed = claimed.len() - failures.len();
+    println!("conformance (interp): {passed} passed / {} claimed / {} total", claimed.len(), all.len());
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        println!("claimed cases that fail:\n{}", failures.join("\n"));
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,50 @@
+//! Helpers shared by the integration tests: where the shared data lives, and comparisons
+//! relative to the reference's scale.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use ir::{Tensor, TensorData};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared` beside the checkout (or `$CHANASC_SHARED`), when it exists.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("CHANASC_SHARED").map(PathBuf::from).unwrap_or_else(|| root().join("../shared"));
+    dir.is_dir().then_some(dir)
+}
+
+/// Checks `got` against `want`: same shape; f32 within `tol` of max|want| (NaN where NaN);
+/// other dtypes exactly.
+pub fn compare(got: &Tensor, want: &Tensor, tol: f64) -> Result<f64, String> {
+    if got.shape != want.shape {
+        return Err(format!("shape {:?}, expected {:?}", got.shape, want.shape));
+    }
+    match (&got.data, &want.data) {
+        (TensorData::F32(a), TensorData::F32(b)) => {
+            let scale = b.iter().filter(|x| x.is_finite()).fold(0f64, |m, &x| m.max((x as f64).abs())).max(1e-30);
+            let mut worst = 0f64;
+            for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+                let d = if x.is_nan() && y.is_nan() || x == y {
+                    0.0
+                } else if x.is_nan() || y.is_nan() || x.is_infinite() || y.is_infinite() {
+                    return Err(format!("element {i}: got {x}, expected {y}"));
+                } else {
+                    (x as f64 - y as f64).abs() / scale
+                };
+                worst = worst.max(d);
+            }
+            if worst <= tol {
+                Ok(worst)
+            } else {
+                Err(format!("max|a-b|/max|b| = {worst:.3e} > {tol:.0e}"))
+            }
+        }
+        (a, b) if a == b => Ok(0.0),
+        (a, b) if a.dtype() != b.dtype() => Err(format!("dtype {}, expected {}", a.dtype(), b.dtype())),
+        _ => Err("values differ".into()),
+    }
+}
