@@ -4,7 +4,8 @@
 //! case must pass. The cases come from `../shared/tools/gen_onnx_node_tests.py`, generated
 //! into `target/onnx-node-tests` (or `$CHANASC_ONNX_NODE_TESTS`) by `.ci/run`; without them
 //! this test says so and passes. `CHANASC_CONFORMANCE=all` runs every case instead and writes
-//! the passing names to `target/conformance-passing.txt`, to grow the manifest.
+//! the passing names to `target/conformance-passing.txt` (and the others, with the reason, to
+//! `target/conformance-failing.txt`), to grow the manifest.
 
 mod support;
 
@@ -39,14 +40,32 @@ fn numbered(dir: &Path, prefix: &str) -> Result<Vec<Tensor>, String> {
 }
 
 /// Imports, runs and checks one case.
+///
+/// The node tests pass shape arguments (axes, pads, target shapes, clip bounds) as graph
+/// inputs. chanasc compiles static shapes, so, as a user of a static-shape compiler would,
+/// the harness binds integer inputs and scalar operands after the first to their test
+/// values; the importer folds them and the interpreter computes the rest.
 fn run_case(case: &Path) -> Result<(), String> {
-    let g = frontend::load_onnx(&case.join("model.onnx")).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(case.join("model.onnx")).map_err(|e| e.to_string())?;
+    let model = frontend::proto::ModelProto::decode(bytes.as_slice()).map_err(|e| e.to_string())?;
+    let graph = model.graph.unwrap_or_default();
+    let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name()).collect();
+    let input_names: Vec<&str> = graph.input.iter().map(|i| i.name()).filter(|n| !initializers.contains(n)).collect();
     let data = case.join("test_data_set_0");
     let inputs = numbered(&data, "input")?;
     let expected = numbered(&data, "output")?;
-    // Inputs the importer folded away (constants) are not graph inputs; the rest bind in order.
-    let inputs: Vec<Tensor> = inputs.into_iter().take(g.inputs.len()).collect();
-    let outputs = interp::run(&g, &inputs).map_err(|e| e.to_string())?;
+    let mut options = frontend::ImportOptions::default();
+    let mut runtime_inputs = Vec::new();
+    for (pos, (name, t)) in input_names.iter().zip(inputs).enumerate() {
+        let shape_like = t.dtype() == ir::DType::I64 || (pos > 0 && t.numel() <= 1);
+        if shape_like {
+            options.constant_inputs.insert(name.to_string(), t);
+        } else {
+            runtime_inputs.push(t);
+        }
+    }
+    let g = frontend::import_model_with(&bytes, &options).map_err(|e| e.to_string())?;
+    let outputs = interp::run(&g, &runtime_inputs).map_err(|e| e.to_string())?;
     if outputs.len() != expected.len() {
         return Err(format!("{} outputs, expected {}", outputs.len(), expected.len()));
     }
@@ -76,10 +95,17 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|_| {}));
 
     if std::env::var("CHANASC_CONFORMANCE").as_deref() == Ok("all") {
-        let passing: Vec<&String> = all.iter().filter(|c| run_guarded(&dir.join(c)).is_ok()).collect();
+        let (mut passing, mut failing) = (Vec::new(), String::new());
+        for c in &all {
+            match run_guarded(&dir.join(c)) {
+                Ok(()) => passing.push(c),
+                Err(e) => failing.push_str(&format!("{c}: {e}\n")),
+            }
+        }
         let list: String = passing.iter().map(|c| format!("{c}\n")).collect();
         let out = support::root().join("target/conformance-passing.txt");
         std::fs::write(&out, list).expect("write the passing list");
+        std::fs::write(support::root().join("target/conformance-failing.txt"), failing).expect("write the failing list");
         println!("conformance (interp, all cases): {} pass / {} total; names in {}", passing.len(), all.len(), out.display());
         return ExitCode::SUCCESS;
     }

@@ -11,9 +11,20 @@ use crate::ops;
 use crate::proto::{tensor_proto::DataType, AttributeProto, ModelProto, NodeProto, TensorProto};
 
 /// The oldest default-domain opset the importer understands.
-pub const MIN_OPSET: i64 = 11;
+/// (11 to 21 is the range torchvision exports; older and newer ones are accepted because the
+/// importer handles each version change of the ops it supports, and the ONNX node tests of
+/// those versions pass.)
+pub const MIN_OPSET: i64 = 7;
 /// The newest default-domain opset whose semantics for the supported ops the importer knows.
-pub const MAX_OPSET: i64 = 25;
+pub const MAX_OPSET: i64 = 28;
+
+/// How to import a model.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Graph inputs to bind to fixed values: they become constants, so that shape arguments
+    /// given as inputs (axes, pads, target shapes) can be folded.
+    pub constant_inputs: HashMap<String, Tensor>,
+}
 
 /// Reads and imports an ONNX file.
 pub fn load_onnx(path: &std::path::Path) -> Result<Graph> {
@@ -23,6 +34,11 @@ pub fn load_onnx(path: &std::path::Path) -> Result<Graph> {
 
 /// Imports an ONNX model from its serialized bytes.
 pub fn import_model(bytes: &[u8]) -> Result<Graph> {
+    import_model_with(bytes, &ImportOptions::default())
+}
+
+/// Imports an ONNX model with options.
+pub fn import_model_with(bytes: &[u8], options: &ImportOptions) -> Result<Graph> {
     let model = ModelProto::decode(bytes).map_err(|e| FrontendError::Decode(e.to_string()))?;
     let opset = model
         .opset_import
@@ -43,7 +59,13 @@ pub fn import_model(bytes: &[u8]) -> Result<Graph> {
             continue;
         }
         let ty = value_type(input).map_err(|e| FrontendError::Model(format!("input \"{}\": {e}", input.name())))?;
-        let id = ctx.g.add_input(input.name(), ty);
+        let id = match options.constant_inputs.get(input.name()) {
+            Some(t) if t.ty() == ty => ctx.g.add_const(Some(input.name().to_string()), t.clone()),
+            Some(t) => {
+                return Err(FrontendError::Model(format!("input \"{}\" is {ty}, the value bound to it is {}", input.name(), t.ty())))
+            }
+            None => ctx.g.add_input(input.name(), ty),
+        };
         ctx.values.insert(input.name().to_string(), id);
     }
     for init in &graph.initializer {

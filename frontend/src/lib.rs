@@ -13,4 +13,4 @@ mod ops;
 pub mod proto;
 
 pub use error::{FrontendError, Result};
-pub use import::{import_model, load_onnx, summarize_onnx, tensor_from_proto, OnnxSummary, MAX_OPSET, MIN_OPSET};
+pub use import::{import_model, import_model_with, load_onnx, ImportOptions, summarize_onnx, tensor_from_proto, OnnxSummary, MAX_OPSET, MIN_OPSET};

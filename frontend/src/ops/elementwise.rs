@@ -29,19 +29,49 @@ pub(crate) fn dropout(cx: &mut NodeCx) -> CResult<Vec<ValueId>> {
 
 pub(crate) fn clip(cx: &mut NodeCx) -> CResult<ValueId> {
     let x = cx.req(0)?;
-    let (mut min, mut max) = (f32::NEG_INFINITY, f32::INFINITY);
     if cx.opset() < 11 {
-        min = cx.attr_float("min", min);
-        max = cx.attr_float("max", max);
-    } else {
-        if let Some(t) = cx.const_input(1)? {
-            min = t.to_f32_vec().first().copied().unwrap_or(min);
+        let (min, max) = (cx.attr_float("min", f32::NEG_INFINITY), cx.attr_float("max", f32::INFINITY));
+        return cx.emit(Op::Clip { min, max }, vec![x]);
+    }
+    let bound = |cx: &NodeCx, i: usize| -> CResult<Option<Result<f32, ValueId>>> {
+        Ok(match cx.input(i)? {
+            None => None,
+            Some(v) => Some(match cx.imp.g.const_data(v) {
+                Some(t) => Ok(t.to_f32_vec().first().copied().unwrap_or(f32::NAN)),
+                None => Err(v),
+            }),
+        })
+    };
+    match (bound(cx, 1)?, bound(cx, 2)?) {
+        (Some(Err(_)), _) | (_, Some(Err(_))) => {
+            // Bounds computed at run time: min(max(x, lo), hi) with broadcasting scalars.
+            let mut y = x;
+            if let Some(lo) = cx.input(1)? {
+                y = bin(cx, BinaryOp::Max, y, lo)?;
+            }
+            if let Some(hi) = cx.input(2)? {
+                y = bin(cx, BinaryOp::Min, y, hi)?;
+            }
+            Ok(y)
         }
-        if let Some(t) = cx.const_input(2)? {
-            max = t.to_f32_vec().first().copied().unwrap_or(max);
+        (lo, hi) => {
+            let min = lo.and_then(Result::ok).unwrap_or(f32::NEG_INFINITY);
+            let max = hi.and_then(Result::ok).unwrap_or(f32::INFINITY);
+            if cx.ty(x).dtype == DType::F32 {
+                cx.emit(Op::Clip { min, max }, vec![x])
+            } else {
+                // Integer clip: the bounds as exact integers.
+                let mut y = x;
+                if min.is_finite() {
+                    y = bin_scalar(cx, BinaryOp::Max, y, min as f64)?;
+                }
+                if max.is_finite() {
+                    y = bin_scalar(cx, BinaryOp::Min, y, max as f64)?;
+                }
+                Ok(y)
+            }
         }
     }
-    cx.emit(Op::Clip { min, max }, vec![x])
 }
 
 pub(crate) fn cast(cx: &mut NodeCx) -> CResult<ValueId> {

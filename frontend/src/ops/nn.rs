@@ -206,6 +206,9 @@ pub(crate) fn batch_norm(cx: &mut NodeCx) -> CResult<ValueId> {
     if cx.attr_int("training_mode", 0) != 0 || cx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
         return fail("training mode is not supported");
     }
+    if cx.attr_int("spatial", 1) == 0 {
+        return fail("spatial=0 (opset 7-8 per-activation statistics) is not supported");
+    }
     let x = cx.req(0)?;
     let (scale, bias, mean, var) = (cx.req(1)?, cx.req(2)?, cx.req(3)?, cx.req(4)?);
     let xs = cx.shape(x);

@@ -350,7 +350,8 @@ pub(crate) fn depth_space(cx: &mut NodeCx) -> CResult<ValueId> {
         if h % b != 0 || w % b != 0 {
             return fail(format!("spatial size {h}x{w} is not divisible by blocksize {b}"));
         }
-        (vec![n, c, h / b, b, w / b, b], vec![0, 3, 5, 1, 2, 4], vec![n, c * b * b, h / b, w / b])
+        let perm = if cx.attr_string("mode", "DCR") == "CRD" { vec![0, 1, 3, 5, 2, 4] } else { vec![0, 3, 5, 1, 2, 4] };
+        (vec![n, c, h / b, b, w / b, b], perm, vec![n, c * b * b, h / b, w / b])
     };
     let y = emit_reshape(cx, x, split)?;
     let y = cx.emit(Op::Transpose { perm }, vec![y])?;
