@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod graph;
+pub mod loops;
 pub mod tensor;
 pub mod text;
 pub mod types;

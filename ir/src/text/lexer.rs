@@ -8,6 +8,9 @@ use logos::Logos;
 pub enum Token {
     #[regex(r"%[0-9]+", |lex| lex.slice()[1..].parse::<u32>().ok())]
     Value(u32),
+    /// A loop IR buffer, `%name`.
+    #[regex(r"%[A-Za-z_][A-Za-z0-9_]*", |lex| lex.slice()[1..].to_string())]
+    Buffer(String),
     #[regex(r#""([^"\\]|\\.)*""#, |lex| unescape(lex.slice()))]
     Str(String),
     #[regex(r"-?[0-9]+", |lex| lex.slice().parse::<i64>().ok(), priority = 3)]
@@ -39,6 +42,19 @@ pub enum Token {
     Colon,
     #[token("=")]
     Equals,
+    // Loop IR arithmetic and ranges.
+    #[token("+")]
+    Plus,
+    #[token("-")]
+    Minus,
+    #[token("*")]
+    Star,
+    #[token("/")]
+    Slash,
+    #[token("%", priority = 1)]
+    Percent,
+    #[token("..")]
+    DotDot,
 }
 
 /// Undoes the printer's escaping of `"` and `\` inside a quoted string.

@@ -15,9 +15,11 @@
 //! weight store). Whatever the printer writes, the parser reads back to a graph that prints
 //! the same text.
 
-mod lexer;
+pub(crate) mod cursor;
+pub(crate) mod lexer;
 mod parser;
 mod printer;
 
 pub use parser::parse_graph;
 pub use printer::{print_graph, print_graph_with, PrintOptions};
+pub(crate) use printer::print_f32 as printer_f32;
