@@ -10,9 +10,13 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-# System packages (Debian): a C toolchain for build scripts and Python's venv module.
+# System packages (Debian): a C toolchain, LLVM 19 for the native backend, the aarch64
+# cross toolchain and qemu to run aarch64 builds, and Python's venv module.
 need=()
 command -v cc >/dev/null || need+=(build-essential)
+[ -x /usr/lib/llvm-19/bin/llvm-config ] || need+=(llvm-19-dev libpolly-19-dev libzstd-dev zlib1g-dev)
+command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
 command -v python3 >/dev/null || need+=(python3)
 python3 -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then

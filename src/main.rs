@@ -30,13 +30,50 @@ enum Command {
         /// Seed of the random inputs.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Backend that executes the graph.
+        /// Backend that executes the graph: interp (the reference interpreter) or llvm
+        /// (native code built for this machine and loaded into the process).
         #[arg(long, default_value = "interp")]
         backend: String,
+        /// Threads of the llvm backend.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Compile a model ahead of time into a static library, a C header and a runner.
+    Compile {
+        model: PathBuf,
+        /// Target architecture: x86-64 or aarch64.
+        #[arg(long, default_value = "x86-64")]
+        arch: String,
+        /// LLVM CPU name (x86-64 default: this machine's CPU; aarch64 default: generic).
+        #[arg(long)]
+        cpu: Option<String>,
+        /// Threads the runner uses by default.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Output folder.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// Measure latency (median and p90 of repeated runs) and print a per-program profile.
+    Bench {
+        model: PathBuf,
+        #[arg(long, default_value = "llvm")]
+        backend: String,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Timed runs, after the warm-up runs.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
     },
     /// Print the graph IR of a model as text.
     Ir {
         model: PathBuf,
+        /// Print the IR after this stage instead of after import: a graph pass
+        /// (explicit-padding), lower (loop IR of every program) or schedule (scheduled).
+        #[arg(long)]
+        print_after: Option<String>,
         /// Constants with at most this many elements are printed inline.
         #[arg(long, default_value_t = 16)]
         inline_limit: usize,
@@ -63,10 +100,12 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { model, inputs, output, seed, backend } => run(&model, &inputs, output.as_deref(), seed, &backend),
-        Command::Ir { model, inline_limit } => {
-            load(&model).map(|g| print!("{}", ir::text::print_graph_with(&g, ir::text::PrintOptions { inline_limit })))
+        Command::Run { model, inputs, output, seed, backend, threads } => {
+            run(&model, &inputs, output.as_deref(), seed, &backend, threads)
         }
+        Command::Compile { model, arch, cpu, threads, output } => compile(&model, &arch, cpu.as_deref(), threads, &output),
+        Command::Bench { model, backend, threads, runs, warmup } => bench(&model, &backend, threads, runs, warmup),
+        Command::Ir { model, print_after, inline_limit } => print_ir(&model, print_after.as_deref(), inline_limit),
         Command::Info { model } => info(&model),
         Command::Example { name, output, seed } => example(&name, &output, seed),
     };
@@ -90,10 +129,8 @@ fn load(path: &Path) -> CliResult<Graph> {
     frontend::load_onnx(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, backend: &str) -> CliResult<()> {
-    if backend != "interp" {
-        return Err(format!("unknown backend {backend:?}; available: interp"));
-    }
+fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, backend: &str, threads: usize) -> CliResult<()> {
+    let backend = Backend::parse(backend)?;
     let g = load(model)?;
     let mut given: Vec<Option<Tensor>> = vec![None; g.inputs.len()];
     for b in bindings {
@@ -117,8 +154,25 @@ fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, back
         .map(|(&v, t)| t.map(Ok).unwrap_or_else(|| random_tensor(g.ty(v), &mut rng)))
         .collect::<CliResult<_>>()?;
     let start = Instant::now();
-    let outputs = interp::run(&g, &inputs).map_err(|e| e.to_string())?;
-    eprintln!("ran {} nodes on {backend} in {:.1} ms", g.nodes.len(), start.elapsed().as_secs_f64() * 1e3);
+    let outputs = match backend {
+        Backend::Interp => {
+            let outputs = interp::run(&g, &inputs).map_err(|e| e.to_string())?;
+            eprintln!("ran {} nodes on interp in {:.1} ms", g.nodes.len(), start.elapsed().as_secs_f64() * 1e3);
+            outputs
+        }
+        Backend::Llvm => {
+            let loaded = load_native(&g, threads)?;
+            let compiled = start.elapsed().as_secs_f64();
+            let run_start = Instant::now();
+            let outputs = loaded.run(&inputs).map_err(|e| e.to_string())?;
+            eprintln!(
+                "compiled in {:.2} s, ran on llvm in {:.2} ms",
+                compiled,
+                run_start.elapsed().as_secs_f64() * 1e3
+            );
+            outputs
+        }
+    };
     for (i, (&v, t)) in g.outputs.iter().zip(&outputs).enumerate() {
         let name = g.value(v).name.clone().unwrap_or_else(|| format!("output{i}"));
         println!("{name}: {}", t.ty());
@@ -130,6 +184,149 @@ fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, back
         }
     }
     Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Interp,
+    Llvm,
+}
+
+impl Backend {
+    fn parse(name: &str) -> CliResult<Backend> {
+        match name {
+            "interp" => Ok(Backend::Interp),
+            "llvm" => Ok(Backend::Llvm),
+            _ => Err(format!("unknown backend {name:?}; available: interp, llvm")),
+        }
+    }
+}
+
+fn parse_target(arch: &str, cpu: Option<&str>) -> CliResult<llvm_backend::Target> {
+    let arch = match arch {
+        "x86-64" | "x86_64" | "host" => llvm_backend::Arch::X86_64,
+        "aarch64" | "arm64" => llvm_backend::Arch::Aarch64,
+        other => return Err(format!("unknown --arch {other:?}; available: x86-64, aarch64")),
+    };
+    llvm_backend::Target::new(arch, cpu).map_err(|e| e.to_string())
+}
+
+/// Compiles `g` for this machine into a temporary folder and loads it into the process.
+fn load_native(g: &Graph, threads: usize) -> CliResult<runtime::LoadedModel> {
+    let dir = std::env::temp_dir().join(format!("chanasc-native-{}", std::process::id()));
+    let opts = runtime::CompileOptions {
+        target: llvm_backend::Target::host(),
+        threads,
+        prefix: "model".into(),
+        shared_library: true,
+    };
+    runtime::compile(g, &opts, &dir).map_err(|e| e.to_string())?;
+    let types = |vs: &[ir::ValueId]| vs.iter().map(|&v| g.ty(v).clone()).collect::<Vec<_>>();
+    let loaded = runtime::LoadedModel::load(&dir.join("libmodel.so"), "model", threads, types(&g.inputs), types(&g.outputs));
+    // The library stays mapped after its file is gone.
+    let _ = std::fs::remove_dir_all(&dir);
+    loaded.map_err(|e| e.to_string())
+}
+
+fn compile(model: &Path, arch: &str, cpu: Option<&str>, threads: usize, output: &Path) -> CliResult<()> {
+    let start = Instant::now();
+    let g = load(model)?;
+    let opts = runtime::CompileOptions { target: parse_target(arch, cpu)?, threads, prefix: "model".into(), shared_library: false };
+    let r = runtime::compile(&g, &opts, output).map_err(|e| e.to_string())?;
+    println!(
+        "compiled {} for {} ({}) in {:.2} s: {} tensor programs, {:.1} MiB weights, {:.1} MiB working memory",
+        model.display(),
+        arch,
+        opts.target.cpu,
+        start.elapsed().as_secs_f64(),
+        r.programs,
+        r.weight_bytes as f64 / (1 << 20) as f64,
+        r.arena_bytes as f64 / (1 << 20) as f64
+    );
+    println!("wrote {}/: model.o libmodel.a model.h model (runner) model.json", r.dir.display());
+    Ok(())
+}
+
+fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize) -> CliResult<()> {
+    let backend = Backend::parse(backend)?;
+    let g = load(model)?;
+    let mut rng = SplitMix64(0);
+    let inputs: Vec<Tensor> = g.inputs.iter().map(|&v| random_tensor(g.ty(v), &mut rng)).collect::<CliResult<_>>()?;
+    let loaded = if backend == Backend::Llvm { Some(load_native(&g, threads)?) } else { None };
+    let run_once = || -> CliResult<()> {
+        match &loaded {
+            Some(m) => m.run(&inputs).map(|_| ()).map_err(|e| e.to_string()),
+            None => interp::run(&g, &inputs).map(|_| ()).map_err(|e| e.to_string()),
+        }
+    };
+    for _ in 0..warmup {
+        run_once()?;
+    }
+    let mut times = Vec::with_capacity(runs.max(1));
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        run_once()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    println!("{} on {}, {} thread(s), {} runs", model.display(), if loaded.is_some() { "llvm" } else { "interp" }, threads, times.len());
+    println!("median {:.4} ms  p90 {:.4} ms  min {:.4} ms", pick(0.5), pick(0.9), times[0]);
+    if let Some(m) = &loaded {
+        let mut profile = m.profile();
+        let total: f64 = profile.iter().map(|p| p.1).sum();
+        profile.sort_by(|a, b| b.1.total_cmp(&a.1));
+        println!("per-program profile of the last run (slowest first):");
+        println!("  {:>9} {:>6} {:>9}  program", "ms", "share", "GFLOP/s");
+        for (name, secs, flops) in profile.iter().take(25) {
+            let gflops = if *secs > 0.0 { flops / secs * 1e-9 } else { 0.0 };
+            println!("  {:>9.4} {:>5.1}% {:>9.2}  {name}", secs * 1e3, 100.0 * secs / total.max(1e-12), gflops);
+        }
+        if profile.len() > 25 {
+            println!("  ... {} more programs", profile.len() - 25);
+        }
+    }
+    Ok(())
+}
+
+fn print_ir(model: &Path, print_after: Option<&str>, inline_limit: usize) -> CliResult<()> {
+    let g = load(model)?;
+    let opts = ir::text::PrintOptions { inline_limit };
+    let stage = print_after.unwrap_or("import");
+    if stage == "import" {
+        print!("{}", ir::text::print_graph_with(&g, opts));
+        return Ok(());
+    }
+    let mut current = g.clone();
+    for (name, pass) in passes::pipeline::GRAPH_PASSES {
+        current = pass(&current).map_err(|e| e.to_string())?;
+        if *name == stage {
+            print!("{}", ir::text::print_graph_with(&current, opts));
+            return Ok(());
+        }
+    }
+    match stage {
+        "lower" => {
+            for step in passes::lower::lower_graph(&current).map_err(|e| e.to_string())? {
+                if let passes::lower::Step::Run(p) = step {
+                    println!("{}", ir::loops::print_func(&p.func));
+                }
+            }
+            Ok(())
+        }
+        "schedule" => {
+            let lowered = runtime::lower_and_schedule(&g, &llvm_backend::Target::host(), "model").map_err(|e| e.to_string())?;
+            for p in &lowered.programs {
+                println!("# schedule: {}", p.trace.to_json());
+                println!("{}", ir::loops::print_func(&p.func));
+            }
+            Ok(())
+        }
+        other => {
+            let names: Vec<&str> = passes::pipeline::GRAPH_PASSES.iter().map(|p| p.0).collect();
+            Err(format!("unknown stage {other:?}; stages: import, {}, lower, schedule", names.join(", ")))
+        }
+    }
 }
 
 /// `out.npy` with output `logits` becomes `out_logits.npy`.

@@ -1,6 +1,7 @@
 //! Checks made before an op is evaluated, so that no operand or attribute can make the
 //! interpreter, or the shape rule it relies on, panic.
 
+use ir::graph::Window;
 use ir::{Op, Tensor, TensorType};
 
 use crate::InterpError;
@@ -60,6 +61,20 @@ fn too_large(op: &Op) -> InterpError {
 /// panic in debug builds) on absurd values and on a zero kernel extent: reject those
 /// first, and leave everything else to the shape rule.
 pub(crate) fn check_attrs(op: &Op, inputs: &[&TensorType]) -> Result<()> {
+    // The shape rule accepts a zero dilation, which has no meaning (ONNX requires >= 1).
+    if let Op::Conv2d { dilations, .. }
+    | Op::Pool2d {
+        window: Window { dilations, .. },
+        ..
+    } = op
+    {
+        if dilations.contains(&0) {
+            return Err(InterpError::Invalid(format!(
+                "{}: dilations must be at least 1",
+                op.name()
+            )));
+        }
+    }
     let ok = match op {
         Op::Conv2d {
             strides,

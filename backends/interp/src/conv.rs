@@ -1,5 +1,7 @@
 //! 2-D convolution and pooling over NCHW tensors, as direct loop nests.
 
+use std::ops::Range;
+
 use ir::graph::{PoolKind, Window};
 use ir::{Tensor, TensorData, TensorType};
 
@@ -65,9 +67,14 @@ pub(crate) fn conv2d(
     let og = o / groups;
     let [sh, sw] = strides;
     let [dh, dw] = dilations;
-    let runs: Vec<(usize, usize, usize)> = (0..kw)
-        .map(|kx| valid_run(ow, wd, sw, pads[1], kx * dw))
-        .collect();
+    // An empty weight bounds no kernel extent by data, but then no tap is ever read.
+    let runs: Vec<(usize, usize, usize)> = if ws.is_empty() {
+        Vec::new()
+    } else {
+        (0..kw)
+            .map(|kx| valid_run(ow, wd, sw, pads[1], kx * dw))
+            .collect()
+    };
     let mut y = vec![0f32; out.numel()];
     let mut acc = vec![0f64; ow];
     for b in 0..n {
@@ -116,9 +123,25 @@ pub(crate) fn conv2d(
     })
 }
 
+/// The taps `k < kernel` of a window row or column that starts at `start` and steps by
+/// `dil` (at least 1) whose position `start + k * dil` lies in `lo..hi`.
+fn taps_within(start: isize, dil: usize, kernel: usize, lo: isize, hi: isize) -> Range<usize> {
+    let first_at_or_after = |p: isize| {
+        let k = if p > start {
+            ((p - start) as usize).div_ceil(dil)
+        } else {
+            0
+        };
+        k.min(kernel)
+    };
+    let (first, end) = (first_at_or_after(lo), first_at_or_after(hi));
+    first..end.max(first)
+}
+
 /// Max or average pooling. Positions of the window beyond the padded input (which
 /// ceil_mode can create) count for nothing; padded positions count only in an average's
-/// divisor with `count_include_pad`.
+/// divisor with `count_include_pad`. A window is rows times columns, so both counts are
+/// products, and only the taps inside the input are visited.
 pub(crate) fn pool2d(
     x: &Tensor,
     kind: PoolKind,
@@ -134,42 +157,39 @@ pub(crate) fn pool2d(
     let xs = view::<f32>(x, name)?;
     let [n, c, h, wd] = dims4(&x.shape)?;
     let [_, _, oh, ow] = dims4(&out.shape)?;
+    let [kh, kw] = win.kernel;
+    let [dh, dw] = win.dilations;
     let (h, wd) = (h as isize, wd as isize);
     let [top, left, bottom, right] = win.pads.map(|p| p as isize);
     let mut y = Vec::with_capacity(out.numel());
-    for plane in 0..n * c {
-        let plane = &xs[plane * (h * wd) as usize..][..(h * wd) as usize];
+    let plane_len = (h * wd) as usize;
+    for p in 0..n * c {
+        let plane = &xs[p * plane_len..][..plane_len];
         for oy in 0..oh {
+            let y0 = (oy * win.strides[0]) as isize - top;
+            let rows = taps_within(y0, dh, kh, 0, h);
+            let rows_padded = taps_within(y0, dh, kh, -top, h + bottom).len();
             for ox in 0..ow {
-                let (y0, x0) = (
-                    (oy * win.strides[0]) as isize - top,
-                    (ox * win.strides[1]) as isize - left,
-                );
-                let (mut max, mut sum, mut inside, mut in_padded) =
-                    (f32::NEG_INFINITY, 0f64, 0usize, 0usize);
-                for ky in 0..win.kernel[0] {
-                    let iy = y0 + (ky * win.dilations[0]) as isize;
-                    if iy < -top || iy >= h + bottom {
-                        continue;
-                    }
-                    for kx in 0..win.kernel[1] {
-                        let ix = x0 + (kx * win.dilations[1]) as isize;
-                        if ix < -left || ix >= wd + right {
-                            continue;
-                        }
-                        in_padded += 1;
-                        if (0..h).contains(&iy) && (0..wd).contains(&ix) {
-                            inside += 1;
-                            let v = plane[(iy * wd + ix) as usize];
-                            max = max.max(v);
-                            sum += v as f64;
-                        }
+                let x0 = (ox * win.strides[1]) as isize - left;
+                let cols = taps_within(x0, dw, kw, 0, wd);
+                let cols_padded = taps_within(x0, dw, kw, -left, wd + right).len();
+                let (mut max, mut sum) = (f32::NEG_INFINITY, 0f64);
+                for ky in rows.clone() {
+                    let row = (y0 + (ky * dh) as isize) * wd;
+                    for kx in cols.clone() {
+                        let v = plane[(row + x0 + (kx * dw) as isize) as usize];
+                        max = max.max(v);
+                        sum += v as f64;
                     }
                 }
                 y.push(match kind {
                     PoolKind::Max => max,
                     PoolKind::Avg => {
-                        let count = if count_include_pad { in_padded } else { inside };
+                        let count = if count_include_pad {
+                            rows_padded * cols_padded
+                        } else {
+                            rows.len() * cols.len()
+                        };
                         (sum / count as f64) as f32
                     }
                 });

@@ -184,6 +184,8 @@ pub(crate) fn slice(cx: &mut NodeCx) -> CResult<ValueId> {
         let (st, en) = (norm(starts_in[i]), norm(ends_in[i]));
         // ONNX clamps starts and ends into the axis; a negative step may end before index 0.
         let (st, en) = if step > 0 { (st.clamp(0, d), en.clamp(0, d)) } else { (st.clamp(0, (d - 1).max(0)), en.clamp(-1, d - 1)) };
+        // An empty axis stays empty whichever way the slice walks.
+        let (st, en, step) = if d == 0 { (0, 0, 1) } else { (st, en, step) };
         starts[a] = st;
         ends[a] = en;
         steps[a] = step;

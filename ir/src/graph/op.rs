@@ -4,7 +4,7 @@
 //! frontend. Every op has exactly one result.
 
 use crate::error::{shape_err, IrError, Result};
-use crate::types::{broadcast_shapes, numel, DType, TensorType};
+use crate::types::{broadcast_shapes, DType, TensorType};
 
 /// Elementwise ops of one operand; the result has the operand's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,12 +100,13 @@ impl Window {
     /// With `ceil` the last partial window counts when it starts inside the input or its
     /// leading padding, as ONNX's ceil_mode says.
     pub fn output_extent(&self, axis: usize, input: usize, ceil: bool) -> Option<usize> {
-        let padded = input + self.pads[axis] + self.pads[axis + 2];
-        let span = self.dilations[axis] * (self.kernel[axis] - 1) + 1;
-        if padded < span || self.strides[axis] == 0 {
+        // Checked arithmetic: attributes come from files and may be absurd.
+        let padded = input.checked_add(self.pads[axis])?.checked_add(self.pads[axis + 2])?;
+        let span = self.dilations[axis].checked_mul(self.kernel[axis].checked_sub(1)?)?.checked_add(1)?;
+        let s = self.strides[axis];
+        if padded < span || s == 0 || self.dilations[axis] == 0 {
             return None;
         }
-        let s = self.strides[axis];
         let mut out = if ceil { (padded - span).div_ceil(s) + 1 } else { (padded - span) / s + 1 };
         // The last window must start inside the input or the leading padding.
         if ceil && (out - 1) * s >= input + self.pads[axis] {
@@ -432,7 +433,7 @@ impl Op {
                 rank_is(4, x, "input")?;
                 rank_is(4, w, "weight")?;
                 let (c, o) = (x.shape[1], w.shape[0]);
-                if *groups == 0 || c % groups != 0 || o % groups != 0 || w.shape[1] * groups != c {
+                if *groups == 0 || c % groups != 0 || o % groups != 0 || w.shape[1].checked_mul(*groups) != Some(c) || w.dtype != x.dtype {
                     return shape_err(name, format!("input {x} and weight {w} do not fit groups={groups}"));
                 }
                 if let Some(b) = inputs.get(2) {
@@ -496,7 +497,8 @@ impl Op {
                 Ok(TensorType::new(DType::I64, shape))
             }
             Op::Reshape { shape } => {
-                if numel(shape) != x.numel() {
+                let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                if count != Some(x.numel()) {
                     return shape_err(name, format!("cannot reshape {x} to {shape:?}"));
                 }
                 Ok(TensorType::new(x.dtype, shape.clone()))
@@ -518,7 +520,9 @@ impl Op {
                     if !same_rest {
                         return shape_err(name, format!("cannot concatenate {x} and {t} along axis {axis}"));
                     }
-                    shape[*axis] += t.shape[*axis];
+                    shape[*axis] = shape[*axis]
+                        .checked_add(t.shape[*axis])
+                        .ok_or_else(|| IrError::Shape { op: name.into(), message: "extent overflows".into() })?;
                 }
                 Ok(TensorType::new(x.dtype, shape))
             }
@@ -530,8 +534,9 @@ impl Op {
                 for i in 0..x.rank() {
                     let d = x.shape[i] as i64;
                     let (s, e, st) = (starts[i], ends[i], steps[i]);
-                    let start_ok = if st > 0 { (0..=d).contains(&s) } else { s == 0 || (0..d).contains(&s) };
-                    let ok = st != 0 && start_ok && (-1..=d).contains(&e);
+                    // A backwards slice must start on an element; a forward one may start at the end.
+                    let start_ok = if st > 0 { (0..=d).contains(&s) } else { (0..d).contains(&s) };
+                    let ok = st != 0 && st != i64::MIN && start_ok && (-1..=d).contains(&e);
                     if !ok {
                         return shape_err(name, format!("axis {i}: start {s}, end {e}, step {st} out of range for {x}"));
                     }
@@ -547,7 +552,9 @@ impl Op {
                 if *mode == PadMode::Reflect && (0..r).any(|i| pads[i].max(pads[r + i]) >= x.shape[i].max(1)) {
                     return shape_err(name, format!("reflect pads {pads:?} must be smaller than the dims of {x}"));
                 }
-                Ok(TensorType::new(x.dtype, (0..r).map(|i| x.shape[i] + pads[i] + pads[r + i]).collect::<Vec<_>>()))
+                let dims: Option<Vec<usize>> = (0..r).map(|i| x.shape[i].checked_add(pads[i])?.checked_add(pads[r + i])).collect();
+                let dims = dims.ok_or_else(|| IrError::Shape { op: name.into(), message: format!("pads {pads:?} overflow") })?;
+                Ok(TensorType::new(x.dtype, dims))
             }
             Op::Expand { shape } => match broadcast_shapes(&x.shape, shape) {
                 Some(s) if &s == shape => Ok(TensorType::new(x.dtype, s)),
@@ -595,6 +602,8 @@ impl Op {
 
 /// Number of elements a slice takes along one axis.
 pub fn slice_len(start: i64, end: i64, step: i64) -> usize {
+    // In i128 so that steps near the ends of i64 cannot overflow.
+    let (start, end, step) = (start as i128, end as i128, step as i128);
     if step > 0 && end > start {
         ((end - start + step - 1) / step) as usize
     } else if step < 0 && start > end {

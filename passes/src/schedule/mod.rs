@@ -1,0 +1,91 @@
+//! Schedules: a schedule is a trace of primitives (split, reorder, fuse, unroll, vectorize,
+//! parallel, cache_write) that replays deterministically on the unscheduled program.
+//!
+//! A trace is JSON, one object per step: `[{"op": "split", "loop": "ow", "factor": 16},
+//! {"op": "vectorize", "loop": "ow_i"}]`. Each primitive checks that it applies and refuses
+//! with an error naming the step, the primitive and the reason.
+
+mod defaults;
+mod primitives;
+
+use ir::loops::Func;
+use serde::{Deserialize, Serialize};
+
+use crate::error::PassError;
+
+pub use defaults::default_schedule;
+
+/// One schedule primitive with its arguments. Loops are named by their variables; new
+/// loops get derived names (`split` of `ow` makes `ow_o` and `ow_i`, `fuse` of `a` and `b`
+/// makes `a_b`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Primitive {
+    /// `loop` becomes `loop_o` (outer) and `loop_i` (inner, extent `factor`); a factor that
+    /// does not divide the extent adds a guard.
+    Split {
+        #[serde(rename = "loop")]
+        loop_: String,
+        factor: i64,
+    },
+    /// Permutes perfectly nested loops into the given order (outermost first).
+    Reorder { loops: Vec<String> },
+    /// Merges `outer` and the loop `inner` that is its only statement into `outer_inner`.
+    Fuse { outer: String, inner: String },
+    Unroll {
+        #[serde(rename = "loop")]
+        loop_: String,
+    },
+    Vectorize {
+        #[serde(rename = "loop")]
+        loop_: String,
+    },
+    /// Runs the loop's iterations on threads; the loop must be the program's outermost.
+    Parallel {
+        #[serde(rename = "loop")]
+        loop_: String,
+    },
+    /// Accumulates a reduction into `buffer` in a temporary tile held inside loop `at`: the
+    /// loops between `at` and the initial store become the tile, the reduction loops move
+    /// outside the tile, and the tile is written back once at the end.
+    CacheWrite { buffer: String, at: String },
+}
+
+impl Primitive {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Primitive::Split { .. } => "split",
+            Primitive::Reorder { .. } => "reorder",
+            Primitive::Fuse { .. } => "fuse",
+            Primitive::Unroll { .. } => "unroll",
+            Primitive::Vectorize { .. } => "vectorize",
+            Primitive::Parallel { .. } => "parallel",
+            Primitive::CacheWrite { .. } => "cache_write",
+        }
+    }
+}
+
+/// A schedule: the primitives in the order they apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Trace(pub Vec<Primitive>);
+
+impl Trace {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "[]".into())
+    }
+
+    pub fn from_json(text: &str) -> Result<Trace, PassError> {
+        serde_json::from_str(text).map_err(|e| PassError::Schedule { step: 0, primitive: "trace".into(), message: e.to_string() })
+    }
+
+    /// Applies every step to a copy of `func`; the result is verified.
+    pub fn apply(&self, func: &Func) -> Result<Func, PassError> {
+        let mut f = func.clone();
+        for (i, p) in self.0.iter().enumerate() {
+            primitives::apply(&mut f, p).map_err(|message| PassError::Schedule { step: i, primitive: p.name().into(), message })?;
+        }
+        ir::loops::verify::verify(&f)?;
+        Ok(f)
+    }
+}

@@ -1,0 +1,151 @@
+//! Schedule primitives: traces replay deterministically, keep results unchanged, and refuse
+//! what does not apply with a clear error.
+
+use ir::loops::{parse_func, print_func, Func};
+use ir::Tensor;
+use passes::schedule::{default_schedule, Primitive, Trace};
+
+const CONV: &str = r#"func "conv" {
+  param %x: f32[1,3,10,12]
+  param %w: f32[8,3,3,3]
+  param %b: f32[8]
+  param %y: f32[1,8,8,10]
+  for n in 0..1 {
+    for oc in 0..8 {
+      for oh in 0..8 {
+        for ow in 0..10 {
+          %y[n, oc, oh, ow] = %b[oc]
+          for ic in 0..3 {
+            for kh in 0..3 {
+              for kw in 0..3 {
+                %y[n, oc, oh, ow] = %y[n, oc, oh, ow] + %x[n, ic, oh + kh, ow + kw] * %w[oc, ic, kh, kw]
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"#;
+
+const ADD: &str = r#"func "add" {
+  param %a: f32[2,3,20]
+  param %b: f32[3,1]
+  param %y: f32[2,3,20]
+  for i0 in 0..2 {
+    for i1 in 0..3 {
+      for i2 in 0..20 {
+        %y[i0, i1, i2] = %a[i0, i1, i2] + %b[i1, 0]
+      }
+    }
+  }
+}
+"#;
+
+fn ramp(shape: &[usize], seed: usize) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::f32(shape.to_vec(), (0..n).map(|i| (((i * 31 + seed * 17) % 97) as f32 - 48.0) / 24.0).collect()).unwrap()
+}
+
+/// Runs `f` on fixed inputs and returns the last parameter (the output).
+fn eval(f: &Func) -> Tensor {
+    let mut args: Vec<Tensor> = f.params().iter().enumerate().map(|(i, &b)| ramp(&f.buffer(b).shape, i)).collect();
+    interp::loops::run_func(f, &mut args).unwrap();
+    args.pop().unwrap()
+}
+
+fn close(a: &Tensor, b: &Tensor) {
+    let (a, b) = (a.as_f32().unwrap(), b.as_f32().unwrap());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+    }
+}
+
+#[test]
+fn traces_round_trip_as_json() {
+    let t = Trace(vec![
+        Primitive::Split { loop_: "ow".into(), factor: 4 },
+        Primitive::Reorder { loops: vec!["oc".into(), "n".into()] },
+        Primitive::Fuse { outer: "a".into(), inner: "b".into() },
+        Primitive::Unroll { loop_: "kw".into() },
+        Primitive::Vectorize { loop_: "ow_i".into() },
+        Primitive::Parallel { loop_: "n".into() },
+        Primitive::CacheWrite { buffer: "y".into(), at: "ow_o".into() },
+    ]);
+    let json = t.to_json();
+    assert!(json.starts_with(r#"[{"op":"split","loop":"ow","factor":4},"#), "{json}");
+    assert_eq!(Trace::from_json(&json).unwrap(), t);
+}
+
+#[test]
+fn default_conv_schedule_tiles_and_keeps_results() {
+    let f = parse_func(CONV).unwrap();
+    let want = eval(&f);
+    let trace = default_schedule(&f, 16);
+    assert!(trace.0.iter().any(|p| matches!(p, Primitive::CacheWrite { .. })), "{}", trace.to_json());
+    let scheduled = trace.apply(&f).unwrap();
+    let text = print_func(&scheduled);
+    assert!(text.contains("parallel") && text.contains("vectorized") && text.contains("temp %y_acc"), "{text}");
+    close(&eval(&scheduled), &want);
+    // Replaying the same trace gives the same program.
+    assert_eq!(print_func(&trace.apply(&f).unwrap()), text);
+    // The scheduled text parses back to itself.
+    assert_eq!(print_func(&parse_func(&text).unwrap()), text);
+}
+
+#[test]
+fn every_primitive_keeps_results() {
+    let f = parse_func(CONV).unwrap();
+    let want = eval(&f);
+    let cases: Vec<Vec<Primitive>> = vec![
+        vec![Primitive::Split { loop_: "ow".into(), factor: 3 }],
+        vec![Primitive::Split { loop_: "oc".into(), factor: 4 }, Primitive::Reorder { loops: vec!["oh".into(), "oc_i".into()] }],
+        vec![Primitive::Fuse { outer: "n".into(), inner: "oc".into() }, Primitive::Parallel { loop_: "n_oc".into() }],
+        vec![Primitive::Unroll { loop_: "kw".into() }, Primitive::Vectorize { loop_: "ic".into() }],
+        vec![
+            Primitive::Split { loop_: "ow".into(), factor: 5 },
+            Primitive::Reorder { loops: vec!["n".into(), "oc".into(), "oh".into(), "ow_o".into(), "ow_i".into()] },
+            Primitive::CacheWrite { buffer: "y".into(), at: "ow_o".into() },
+        ],
+        vec![Primitive::CacheWrite { buffer: "y".into(), at: "oh".into() }],
+    ];
+    for steps in cases {
+        let t = Trace(steps);
+        let g = t.apply(&f).unwrap_or_else(|e| panic!("{}: {e}", t.to_json()));
+        close(&eval(&g), &want);
+    }
+    let add = parse_func(ADD).unwrap();
+    let want = eval(&add);
+    let scheduled = default_schedule(&add, 16).apply(&add).unwrap();
+    assert!(print_func(&scheduled).contains("vectorized"), "{}", print_func(&scheduled));
+    close(&eval(&scheduled), &want);
+}
+
+fn refusal(steps: Vec<Primitive>) -> String {
+    Trace(steps).apply(&parse_func(CONV).unwrap()).unwrap_err().to_string()
+}
+
+#[test]
+fn illegal_steps_are_refused_with_the_reason() {
+    let e = refusal(vec![Primitive::Split { loop_: "zz".into(), factor: 2 }]);
+    assert_eq!(e, "schedule step 0 (split): no loop named zz (loops: n, oc, oh, ow, ic, kh, kw)");
+    let e = refusal(vec![Primitive::Unroll { loop_: "kw".into() }, Primitive::Split { loop_: "ow".into(), factor: 11 }]);
+    assert_eq!(e, "schedule step 1 (split): factor 11 must be between 1 and the extent 10 of ow");
+    let e = refusal(vec![Primitive::Split { loop_: "ow".into(), factor: 0 }]);
+    assert!(e.contains("factor 0 must be between 1"), "{e}");
+    let e = refusal(vec![Primitive::Parallel { loop_: "oh".into() }]);
+    assert!(e.contains("(parallel): oh is not the program's only outermost loop"), "{e}");
+    let e = refusal(vec![Primitive::Reorder { loops: vec!["ic".into(), "oh".into()] }]);
+    assert!(e.contains("not perfectly nested"), "{e}");
+    let e = refusal(vec![Primitive::Fuse { outer: "oc".into(), inner: "ow".into() }]);
+    assert!(e.contains("ow is not the only statement of oc"), "{e}");
+    let e = refusal(vec![Primitive::Vectorize { loop_: "ow".into() }, Primitive::Vectorize { loop_: "oh".into() }]);
+    assert!(e.contains("contains a vectorized loop"), "{e}");
+    let e = refusal(vec![Primitive::CacheWrite { buffer: "y".into(), at: "kh".into() }]);
+    assert!(e.contains("initial store"), "{e}");
+    let e = refusal(vec![Primitive::CacheWrite { buffer: "nope".into(), at: "oh".into() }]);
+    assert!(e.contains("no buffer named nope"), "{e}");
+    let e = Trace::from_json(r#"[{"op": "twist", "loop": "ow"}]"#).unwrap_err().to_string();
+    assert!(e.contains("unknown variant `twist`"), "{e}");
+}

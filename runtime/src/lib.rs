@@ -1,0 +1,260 @@
+//! Turns a graph into a deployable native model and runs it: lowering, default schedules,
+//! LLVM code generation, the static memory plan, the C glue and thread pool, linking, and
+//! loading the result into this process.
+
+mod glue;
+pub mod link;
+pub mod load;
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+
+use ir::loops::{Func, LoopKind, Stmt};
+use ir::{Graph, TensorData, ValueId};
+use llvm_backend::{ConstBlob, Kernel, Target};
+use passes::lower::Step;
+use passes::schedule::{default_schedule, Trace};
+use thiserror::Error;
+
+pub use load::LoadedModel;
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Pass(#[from] passes::PassError),
+    #[error("llvm: {0}")]
+    Llvm(String),
+    #[error("{0}")]
+    Tool(String),
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("loading the compiled model: {0}")]
+    Load(String),
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Model(String),
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> RuntimeError {
+    RuntimeError::Io { path: path.display().to_string(), message: e.to_string() }
+}
+
+/// One tensor program as it is compiled: its scheduled function and how it is called.
+#[derive(Debug, Clone)]
+pub struct CompiledProgram {
+    /// The graph node it computes (its name in the source model, or its op and value).
+    pub name: String,
+    pub symbol: String,
+    pub func: Func,
+    pub trace: Trace,
+    /// Graph values bound to the function's parameters; the last is the result.
+    pub args: Vec<ValueId>,
+    /// The extent of the outermost parallel loop, when the program has one.
+    pub parallel_extent: Option<i64>,
+    /// Floating-point operations of one run (2 per multiply-accumulate, 1 per element
+    /// otherwise), for profiles.
+    pub flops: u64,
+}
+
+/// What `compile` needs besides the graph.
+#[derive(Debug, Clone)]
+pub struct CompileOptions {
+    pub target: Target,
+    /// The thread count the runner and `{prefix}_create(0)` callers get by default.
+    pub threads: usize,
+    /// Prefix of the C API's symbols and of the file names (`model` gives `model.h`).
+    pub prefix: String,
+    /// Also build `lib{prefix}.so` to load into this process.
+    pub shared_library: bool,
+}
+
+/// The lowered, scheduled programs of a graph and the graph they were made from (after the
+/// graph passes).
+pub struct Lowered {
+    pub graph: Graph,
+    pub steps: Vec<Step>,
+    pub programs: Vec<CompiledProgram>,
+}
+
+fn parallel_extent(f: &Func) -> Option<i64> {
+    match f.body.as_slice() {
+        [Stmt::For(l)] if l.kind == LoopKind::Parallel => Some(l.extent),
+        _ => None,
+    }
+}
+
+/// Runs the graph passes, lowers every node and applies the default schedules.
+pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str) -> Result<Lowered, RuntimeError> {
+    let graph = passes::pipeline::optimize_graph(g)?;
+    let steps = passes::lower::lower_graph(&graph)?;
+    let mut programs = Vec::new();
+    for step in &steps {
+        let Step::Run(p) = step else { continue };
+        let trace = default_schedule(&p.func, target.vector_width());
+        let func = trace.apply(&p.func)?;
+        let out = *p.args.last().ok_or_else(|| RuntimeError::Model(format!("{} has no output", p.func.name)))?;
+        let node = graph.producer(out);
+        let flops = node
+            .map(|n| {
+                let ins: Vec<&ir::TensorType> = n.inputs.iter().map(|&v| graph.ty(v)).collect();
+                let macs = n.op.macs(&ins, graph.ty(out));
+                if macs > 0 { 2 * macs } else { graph.ty(out).numel() as u64 }
+            })
+            .unwrap_or(0);
+        let name = match node.and_then(|n| n.name.clone()) {
+            Some(n) => format!("{} {n}", p.func.name),
+            None => p.func.name.clone(),
+        };
+        programs.push(CompiledProgram {
+            name,
+            symbol: format!("{prefix}_k{}", programs.len()),
+            parallel_extent: parallel_extent(&func),
+            func,
+            trace,
+            args: p.args.clone(),
+            flops,
+        });
+    }
+    Ok(Lowered { graph, steps, programs })
+}
+
+fn weight_bytes(g: &Graph, v: ValueId) -> Result<Vec<u8>, RuntimeError> {
+    let t = g.const_data(v).ok_or_else(|| {
+        let name = g.value(v).name.clone().unwrap_or_else(|| v.to_string());
+        RuntimeError::Model(format!("weight {name} has no data (a text IR file with external weights cannot be compiled)"))
+    })?;
+    Ok(match &t.data {
+        TensorData::F32(d) => d.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::I64(d) => d.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::Bool(d) => d.iter().map(|&b| b as u8).collect(),
+    })
+}
+
+const RUNTIME_C: &str = include_str!("../c/chanasc_runtime.c");
+const RUNTIME_H: &str = include_str!("../c/chanasc_runtime.h");
+const RUNNER_C: &str = include_str!("../c/runner.c");
+
+/// A summary of what `compile` wrote.
+pub struct CompileReport {
+    pub dir: PathBuf,
+    pub programs: usize,
+    pub arena_bytes: usize,
+    pub weight_bytes: usize,
+    pub object_bytes: usize,
+    pub inputs: Vec<ir::TensorType>,
+    pub outputs: Vec<ir::TensorType>,
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), RuntimeError> {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).map_err(|e| io_err(&p, e))
+}
+
+/// Compiles `g` into `out`: `{prefix}.o` (tensor programs and weights), `lib{prefix}.a`,
+/// `{prefix}.h`, the runner `{prefix}`, `{prefix}.json`, and the C sources. Everything is
+/// built in a sibling folder first and moved into place at the end, so an interrupted build
+/// leaves no half-written output.
+pub fn compile(g: &Graph, opts: &CompileOptions, out: &Path) -> Result<CompileReport, RuntimeError> {
+    let prefix = opts.prefix.as_str();
+    let lowered = lower_and_schedule(g, &opts.target, prefix)?;
+    let graph = &lowered.graph;
+    let plan = plan::plan(graph, &lowered.steps);
+    let blobs: Vec<Vec<u8>> = plan.weights.iter().map(|&v| weight_bytes(graph, v)).collect::<Result<_, _>>()?;
+    let consts: Vec<ConstBlob> = blobs.iter().enumerate().map(|(i, b)| ConstBlob { symbol: format!("{prefix}_w{i}"), bytes: b }).collect();
+    let kernels: Vec<Kernel> = lowered.programs.iter().map(|p| Kernel { symbol: p.symbol.clone(), func: &p.func }).collect();
+    let object = llvm_backend::compile_object(&kernels, &consts, &opts.target).map_err(|e| RuntimeError::Llvm(e.to_string()))?;
+
+    let staging = out.with_file_name(format!(
+        "{}.partial-{}",
+        out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into()),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| io_err(&staging, e))?;
+    let arch = opts.target.arch;
+    write(&staging, &format!("{prefix}.o"), &object)?;
+    write(&staging, &format!("{prefix}.h"), glue::header(graph, prefix, opts.threads).as_bytes())?;
+    write(&staging, &format!("{prefix}_glue.c"), glue::source(graph, &lowered.programs, &plan, prefix).as_bytes())?;
+    write(&staging, "chanasc_runtime.c", RUNTIME_C.as_bytes())?;
+    write(&staging, "chanasc_runtime.h", RUNTIME_H.as_bytes())?;
+    // The runner is written against `model.h`; other prefixes rename the API with macros.
+    let runner = runner_source(prefix);
+    write(&staging, "runner.c", runner.as_bytes())?;
+    link::compile_c(arch, &staging, &format!("{prefix}_glue.c"), &format!("{prefix}_glue.o"))?;
+    link::compile_c(arch, &staging, "chanasc_runtime.c", "chanasc_runtime.o")?;
+    link::compile_c(arch, &staging, "runner.c", "runner.o")?;
+    let objects = [format!("{prefix}.o"), format!("{prefix}_glue.o"), "chanasc_runtime.o".to_string()];
+    let objects: Vec<&str> = objects.iter().map(String::as_str).collect();
+    link::archive(arch, &staging, &format!("lib{prefix}.a"), &objects)?;
+    link::link_executable(arch, &staging, prefix, &["runner.o", &format!("lib{prefix}.a")])?;
+    if opts.shared_library {
+        link::link_shared(arch, &staging, &format!("lib{prefix}.so"), &objects)?;
+    }
+    let _ = std::fs::remove_file(staging.join("runner.o"));
+    write(&staging, &format!("{prefix}.json"), manifest(graph, &lowered.programs, &plan, opts).as_bytes())?;
+
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| io_err(out, e))?;
+    }
+    std::fs::rename(&staging, out).map_err(|e| io_err(out, e))?;
+    Ok(CompileReport {
+        dir: out.to_path_buf(),
+        programs: lowered.programs.len(),
+        arena_bytes: plan.arena_bytes,
+        weight_bytes: blobs.iter().map(Vec::len).sum(),
+        object_bytes: object.len(),
+        inputs: graph.inputs.iter().map(|&v| graph.ty(v).clone()).collect(),
+        outputs: graph.outputs.iter().map(|&v| graph.ty(v).clone()).collect(),
+    })
+}
+
+fn runner_source(prefix: &str) -> String {
+    if prefix == "model" {
+        return RUNNER_C.to_string();
+    }
+    let api = [
+        "model_create", "model_destroy", "model_run", "model_num_inputs", "model_num_outputs", "model_input_name",
+        "model_output_name", "model_input_rank", "model_output_rank", "model_input_shape", "model_output_shape",
+        "model_input_dtype", "model_output_dtype", "model_num_programs", "model_program_name",
+        "model_program_seconds", "model_program_flops",
+    ];
+    let mut s = String::new();
+    for name in api {
+        s.push_str(&format!("#define {name} {prefix}{}\n", &name[5..]));
+    }
+    s.push_str(&format!("#define model_model {prefix}_model\n#define MODEL_DEFAULT_THREADS {}_DEFAULT_THREADS\n", prefix.to_uppercase()));
+    s + &RUNNER_C.replace("#include \"model.h\"", &format!("#include \"{prefix}.h\""))
+}
+
+fn manifest(g: &Graph, programs: &[CompiledProgram], plan: &plan::MemoryPlan, opts: &CompileOptions) -> String {
+    use serde_json::json;
+    let io = |vs: &[ValueId]| {
+        vs.iter()
+            .map(|&v| json!({"name": g.value(v).name, "dtype": g.ty(v).dtype.name(), "shape": g.ty(v).shape}))
+            .collect::<Vec<_>>()
+    };
+    let programs: Vec<_> = programs
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "symbol": p.symbol,
+                "func": p.func.name,
+                "flops": p.flops,
+                "parallel_extent": p.parallel_extent,
+                "schedule": serde_json::from_str::<serde_json::Value>(&p.trace.to_json()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let doc = json!({
+        "generator": format!("chanasc {}", env!("CARGO_PKG_VERSION")),
+        "target": {"arch": format!("{:?}", opts.target.arch), "cpu": opts.target.cpu, "features": opts.target.features, "vector_width": opts.target.vector_width()},
+        "threads": opts.threads,
+        "inputs": io(&g.inputs),
+        "outputs": io(&g.outputs),
+        "arena_bytes": plan.arena_bytes,
+        "programs": programs,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
