@@ -1,4 +1,5 @@
-//! The ONNX backend node tests, run on the reference interpreter.
+//! The ONNX backend node tests, run on the reference interpreter and on the llvm backend
+//! (native code built for this machine and loaded into the process).
 //!
 //! `tests/conformance/node.txt` lists the cases chanasc claims (one per line); every claimed
 //! case must pass. The cases come from `../shared/tools/gen_onnx_node_tests.py`, generated
@@ -45,7 +46,7 @@ fn numbered(dir: &Path, prefix: &str) -> Result<Vec<Tensor>, String> {
 /// inputs. chanasc compiles static shapes, so, as a user of a static-shape compiler would,
 /// the harness binds integer inputs and scalar operands after the first to their test
 /// values; the importer folds them and the interpreter computes the rest.
-fn run_case(case: &Path) -> Result<(), String> {
+fn run_case(case: &Path, backend: Backend) -> Result<(), String> {
     let bytes = std::fs::read(case.join("model.onnx")).map_err(|e| e.to_string())?;
     let model = frontend::proto::ModelProto::decode(bytes.as_slice()).map_err(|e| e.to_string())?;
     let graph = model.graph.unwrap_or_default();
@@ -65,7 +66,10 @@ fn run_case(case: &Path) -> Result<(), String> {
         }
     }
     let g = frontend::import_model_with(&bytes, &options).map_err(|e| e.to_string())?;
-    let outputs = interp::run(&g, &runtime_inputs).map_err(|e| e.to_string())?;
+    let outputs = match backend {
+        Backend::Interp => interp::run(&g, &runtime_inputs).map_err(|e| e.to_string())?,
+        Backend::Llvm => run_native(&g, &runtime_inputs, case)?,
+    };
     if outputs.len() != expected.len() {
         return Err(format!("{} outputs, expected {}", outputs.len(), expected.len()));
     }
@@ -75,8 +79,28 @@ fn run_case(case: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn run_guarded(case: &Path) -> Result<(), String> {
-    std::panic::catch_unwind(|| run_case(case)).unwrap_or_else(|_| Err("PANICKED".into()))
+/// Compiles the graph for this machine, loads it and runs it.
+fn run_native(g: &ir::Graph, inputs: &[Tensor], case: &Path) -> Result<Vec<Tensor>, String> {
+    let name = case.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let dir = std::env::temp_dir().join(format!("chanasc-conformance-{}-{name}", std::process::id()));
+    let opts = runtime::CompileOptions { target: llvm_backend::Target::host(), threads: 1, prefix: "model".into(), shared_library: true };
+    let result = runtime::compile(g, &opts, &dir).map_err(|e| e.to_string()).and_then(|_| {
+        let types = |vs: &[ir::ValueId]| vs.iter().map(|&v| g.ty(v).clone()).collect::<Vec<_>>();
+        let m = runtime::LoadedModel::load(&dir.join("libmodel.so"), "model", 1, types(&g.inputs), types(&g.outputs)).map_err(|e| e.to_string())?;
+        m.run(inputs).map_err(|e| e.to_string())
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Backend {
+    Interp,
+    Llvm,
+}
+
+fn run_guarded(case: &Path, backend: Backend) -> Result<(), String> {
+    std::panic::catch_unwind(|| run_case(case, backend)).unwrap_or_else(|_| Err("PANICKED".into()))
 }
 
 fn main() -> ExitCode {
@@ -95,9 +119,10 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|_| {}));
 
     if std::env::var("CHANASC_CONFORMANCE").as_deref() == Ok("all") {
+        let backend = if std::env::var("CHANASC_CONFORMANCE_BACKEND").as_deref() == Ok("llvm") { Backend::Llvm } else { Backend::Interp };
         let (mut passing, mut failing) = (Vec::new(), String::new());
         for c in &all {
-            match run_guarded(&dir.join(c)) {
+            match run_guarded(&dir.join(c), backend) {
                 Ok(()) => passing.push(c),
                 Err(e) => failing.push_str(&format!("{c}: {e}\n")),
             }
@@ -106,27 +131,34 @@ fn main() -> ExitCode {
         let out = support::root().join("target/conformance-passing.txt");
         std::fs::write(&out, list).expect("write the passing list");
         std::fs::write(support::root().join("target/conformance-failing.txt"), failing).expect("write the failing list");
-        println!("conformance (interp, all cases): {} pass / {} total; names in {}", passing.len(), all.len(), out.display());
+        println!("conformance ({backend:?}, all cases): {} pass / {} total; names in {}", passing.len(), all.len(), out.display());
         return ExitCode::SUCCESS;
     }
 
     let manifest_path = support::root().join("tests/conformance/node.txt");
     let manifest = std::fs::read_to_string(&manifest_path).expect("tests/conformance/node.txt is readable");
     let claimed: Vec<&str> = manifest.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).collect();
-    let mut failures = Vec::new();
-    for case in &claimed {
-        let path = dir.join(case);
-        let result = if path.is_dir() { run_guarded(&path) } else { Err("no such case".into()) };
-        if let Err(e) = result {
-            failures.push(format!("  {case}: {e}"));
+    let mut ok = true;
+    for backend in [Backend::Interp, Backend::Llvm] {
+        let mut failures = Vec::new();
+        for case in &claimed {
+            let path = dir.join(case);
+            let result = if path.is_dir() { run_guarded(&path, backend) } else { Err("no such case".into()) };
+            if let Err(e) = result {
+                failures.push(format!("  {case}: {e}"));
+            }
+        }
+        let passed = claimed.len() - failures.len();
+        let name = format!("{backend:?}").to_lowercase();
+        println!("conformance ({name}): {passed} passed / {} claimed / {} total", claimed.len(), all.len());
+        if !failures.is_empty() {
+            println!("claimed cases that fail on {name}:\n{}", failures.join("\n"));
+            ok = false;
         }
     }
-    let passed = claimed.len() - failures.len();
-    println!("conformance (interp): {passed} passed / {} claimed / {} total", claimed.len(), all.len());
-    if failures.is_empty() {
+    if ok {
         ExitCode::SUCCESS
     } else {
-        println!("claimed cases that fail:\n{}", failures.join("\n"));
         ExitCode::FAILURE
     }
 }

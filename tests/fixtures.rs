@@ -1,10 +1,12 @@
 //! The torchvision fixture models of `../shared/fixtures/models`: each imports, its graph IR
-//! text parses back to the same text, and the interpreter reproduces ONNX Runtime's output
+//! text parses back to the same text, and the interpreter, the x86-64 build (`chanasc
+//! compile` and its runner) and the aarch64 build (under qemu) reproduce ONNX Runtime's output
 //! (max|a-b| / max|b| <= 1e-4). Without `../shared` this test says so and passes.
 
 mod support;
 
-use std::process::ExitCode;
+use std::path::Path;
+use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 fn check(model: &std::path::Path) -> Result<String, String> {
@@ -21,7 +23,49 @@ fn check(model: &std::path::Path) -> Result<String, String> {
     let got = interp::run(&g, &[input]).map_err(|e| e.to_string())?;
     let secs = start.elapsed().as_secs_f64();
     let rel = support::compare(&got[0], &want, 1e-4)?;
-    Ok(format!("{} nodes, rel error {rel:.2e}, interp {secs:.2} s, IR round-trip ok", g.nodes.len()))
+    let mut report = format!("{} nodes, IR round-trip ok, interp rel error {rel:.2e} ({secs:.2} s)", g.nodes.len());
+    for arch in ["x86-64", "aarch64"] {
+        match native(model, arch, &want)? {
+            Some(rel) => report.push_str(&format!(", {arch} {rel:.2e}")),
+            None => report.push_str(&format!(", {arch} SKIPPED (no cross toolchain or qemu)")),
+        }
+    }
+    Ok(report)
+}
+
+/// Compiles for `arch`, runs the runner (under qemu for aarch64) and compares its output.
+fn native(model: &Path, arch: &str, want: &ir::Tensor) -> Result<Option<f64>, String> {
+    let have = |tool: &str| Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
+    if arch == "aarch64" && !(have("qemu-aarch64") && have("aarch64-linux-gnu-gcc")) {
+        return Ok(None);
+    }
+    let stem = model.with_extension("");
+    let name = stem.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let out = std::env::temp_dir().join(format!("chanasc-fixture-{}-{name}-{arch}", std::process::id()));
+    let compiled = Command::new(env!("CARGO_BIN_EXE_chanasc"))
+        .args(["compile", model.to_str().unwrap_or_default(), "--arch", arch, "-o", out.to_str().unwrap_or_default()])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !compiled.status.success() {
+        return Err(format!("compile {arch}: {}", String::from_utf8_lossy(&compiled.stderr)));
+    }
+    let y = out.join("y.npy");
+    let input = format!("input={}", stem.with_extension("input.npy").display());
+    let runner = out.join("model");
+    let mut cmd = if arch == "aarch64" {
+        let mut c = Command::new("qemu-aarch64");
+        c.args(["-L", "/usr/aarch64-linux-gnu"]).arg(&runner);
+        c
+    } else {
+        Command::new(&runner)
+    };
+    let ran = cmd.args(["--input", &input, "-o", y.to_str().unwrap_or_default()]).output().map_err(|e| e.to_string())?;
+    if !ran.status.success() {
+        return Err(format!("run {arch}: {}", String::from_utf8_lossy(&ran.stderr)));
+    }
+    let got = frontend::npy::read_npy(&y).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&out);
+    support::compare(&got, want, 1e-4).map(Some).map_err(|e| format!("{arch}: {e}"))
 }
 
 fn main() -> ExitCode {

@@ -161,7 +161,7 @@ impl Rng {
         let data = match dtype {
             DType::F32 => TensorData::F32(self.f32s(n)),
             DType::I64 => TensorData::I64((0..n).map(|_| (self.next() % 19) as i64 - 9).collect()),
-            _ => TensorData::Bool((0..n).map(|_| self.next() % 2 == 0).collect()),
+            _ => TensorData::Bool((0..n).map(|_| self.next() & 1 == 0).collect()),
         };
         Tensor::new(shape, data).unwrap()
     }
@@ -223,7 +223,8 @@ fn unary_ops() {
 fn binary_ops_broadcast() {
     let mut r = Rng(2);
     use BinaryOp::*;
-    let shapes: [(&[usize], &[usize]); 4] = [(&[2, 1, 3], &[4, 1]), (&[3], &[2, 3]), (&[], &[2, 2]), (&[2, 3], &[2, 3])];
+    let shapes: [(&[usize], &[usize]); 4] =
+        [(&[2, 1, 3], &[4, 1]), (&[3], &[2, 3]), (&[], &[2, 2]), (&[2, 3], &[2, 3])];
     for (sa, sb) in shapes {
         for op in [Add, Sub, Mul, Div, Pow, Max, Min, Equal, Less, Greater, LessEqual, GreaterEqual] {
             let (mut a, b) = (r.tensor(DType::F32, sa), r.tensor(DType::F32, sb));
@@ -308,8 +309,13 @@ fn conv2d_variants() {
 #[test]
 fn matmul_batches_broadcast() {
     let mut r = Rng(5);
-    let shapes: [(&[usize], &[usize]); 5] =
-        [(&[3, 4], &[4, 2]), (&[2, 1, 3, 4], &[3, 4, 5]), (&[5, 3], &[2, 3, 4]), (&[2, 2, 3], &[1, 3, 1]), (&[1, 2], &[2, 1])];
+    let shapes: [(&[usize], &[usize]); 5] = [
+        (&[3, 4], &[4, 2]),
+        (&[2, 1, 3, 4], &[3, 4, 5]),
+        (&[5, 3], &[2, 3, 4]),
+        (&[2, 2, 3], &[1, 3, 1]),
+        (&[1, 2], &[2, 1]),
+    ];
     for (sa, sb) in shapes {
         check(Op::MatMul, vec![r.tensor(DType::F32, sa), r.tensor(DType::F32, sb)]);
         check(Op::MatMul, vec![r.tensor(DType::I64, sa), r.tensor(DType::I64, sb)]);
@@ -376,7 +382,8 @@ fn argmax_argmin_ties() {
                 for axis in 0..3 {
                     check(Op::ArgReduce { max, axis, keep_dims, select_last }, vec![x.clone()]);
                 }
-                for (axis, t) in [(1, &ties), (0, &r.tensor(DType::I64, &[6, 2])), (1, &r.tensor(DType::Bool, &[2, 5]))] {
+                for (axis, t) in [(1, &ties), (0, &r.tensor(DType::I64, &[6, 2])), (1, &r.tensor(DType::Bool, &[2, 5]))]
+                {
                     check(Op::ArgReduce { max, axis, keep_dims, select_last }, vec![t.clone()]);
                 }
             }
@@ -464,6 +471,41 @@ fn padded_conv_reads_inside_its_buffer() {
     let guard = "select(and(and(and(ge(oh * 2 + kh - 1, 0), lt(oh * 2 + kh - 1, 5)), ge(ow * 2 + kw - 1, 0)), lt(";
     assert!(text.contains(guard), "{text}");
     assert!(text.contains("%x[n, oc / 2 + ic, min(max(oh * 2 + kh - 1, 0), 4)"), "{text}");
+}
+
+/// The unscheduled programs read as the compute definitions (checked on a few lines).
+#[test]
+fn printed_programs_read_as_the_compute() {
+    let mut g = Graph::new("s");
+    let x = g.add_input("x", TensorType::new(DType::F32, [1, 2, 5, 5]));
+    let a = g.add_input("a", TensorType::new(DType::F32, [2, 3, 4]));
+    let b = g.add_input("b", TensorType::new(DType::F32, [4, 5]));
+    let window = Window { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], dilations: [1, 1] };
+    let ops = [
+        (Op::Pool2d { kind: PoolKind::Avg, window, ceil_mode: true, count_include_pad: false }, vec![x]),
+        (Op::MatMul, vec![a, b]),
+        (Op::Reduce { kind: ReduceKind::Mean, axes: vec![0, 2], keep_dims: true }, vec![a]),
+        (Op::ArgReduce { max: true, axis: 1, keep_dims: false, select_last: true }, vec![a]),
+        (Op::Pad { pads: vec![0, 1, 2, 0, 1, 2], mode: PadMode::Reflect, value: 0.0 }, vec![a]),
+        (Op::Concat { axis: 1 }, vec![a, a]),
+        (Op::Slice { starts: vec![1, 2, 0], ends: vec![-1, -1, 4], steps: vec![-1, -2, 1] }, vec![a]),
+    ];
+    for (op, ins) in ops {
+        g.add_node(op, ins, None).unwrap();
+    }
+    let text: Vec<String> = g.nodes.iter().map(|n| print_func(&lower_node(&g, n).unwrap().unwrap())).collect();
+    let want = [
+        "%y[n, c, oh, ow] = %y[n, c, oh, ow] / f32((min(5 - oh * 2, 2) - max(1 - oh * 2, 0) + 1) * (min(5 - ow * 2, 2) - max(1 - ow * 2, 0) + 1))",
+        "%y[i0, m, n] = %y[i0, m, n] + %a[i0, m, k] * %b[k, n]",
+        "%y[0, i1, 0] = %y[0, i1, 0] / 8.0",
+        "%y[i0, i2] = select(ge(%x[i0, r1, i2], %v[i0, i2]), r1, %y[i0, i2])",
+        "%y[i0, i1, i2] = %x[i0, 2 - abs(2 - abs(i1 - 1)), 3 - abs(3 - abs(i2 - 2))]",
+        "%y[i0_1, i1_1 + 3, i2_1] = %x1[i0_1, i1_1, i2_1]",
+        "%y[i0, i1, i2] = %x[1 - i0, 2 - i1 * 2, i2]",
+    ];
+    for (text, want) in text.iter().zip(want) {
+        assert!(text.contains(want), "{want}\nnot in\n{text}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -561,10 +603,12 @@ fn decode_tensor(bytes: &[u8]) -> Result<Tensor, String> {
             5 => t.int32_data.extend(pb::varints(&f)?.into_iter().map(|v| v as i64 as i32)),
             7 => t.int64_data.extend(pb::varints(&f)?.into_iter().map(|v| v as i64)),
             8 => t.name = Some(pb::string(&f)),
-            9 => t.raw_data = Some(match f {
-                pb::Field::Bytes(b) => b.to_vec(),
-                _ => return Err("raw_data is not bytes".into()),
-            }),
+            9 => {
+                t.raw_data = Some(match f {
+                    pb::Field::Bytes(b) => b.to_vec(),
+                    _ => return Err("raw_data is not bytes".into()),
+                })
+            }
             10 => t.double_data.extend(pb::fixed::<8>(&f)?.into_iter().map(f64::from_le_bytes)),
             11 => t.uint64_data.extend(pb::varints(&f)?),
             14 => t.data_location = pb::varints(&f)?.first().map(|&v| v as i32),
@@ -590,8 +634,13 @@ fn graph_input_names(model: &[u8]) -> Result<Vec<String>, String> {
                 5 => 8,
                 _ => continue,
             };
-            let name = pb::fields(sub)?.iter().find(|(t, _)| *t == name_tag).map(|(_, f)| pb::string(f)).unwrap_or_default();
-            if tag == 11 { names.push(name) } else { inits.push(name) }
+            let name =
+                pb::fields(sub)?.iter().find(|(t, _)| *t == name_tag).map(|(_, f)| pb::string(f)).unwrap_or_default();
+            if tag == 11 {
+                names.push(name)
+            } else {
+                inits.push(name)
+            }
         }
     }
     Ok(names.into_iter().filter(|n| !inits.contains(n)).collect())
@@ -631,7 +680,8 @@ fn onnx_node_tests() {
         return;
     }
     let manifest = std::fs::read_to_string(root.join("tests/conformance/node.txt")).expect("the manifest is readable");
-    let cases: Vec<&str> = manifest.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).collect();
+    let cases: Vec<&str> =
+        manifest.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).collect();
     let mut failures = Vec::new();
     let mut programs = 0;
     for case in &cases {
@@ -675,6 +725,10 @@ fn fixture_models() {
         };
         let start = std::time::Instant::now();
         let ran = check_graph(&g, &[input], 1e-4, &pick).unwrap_or_else(|e| panic!("{name}: {e}"));
-        println!("lowering fixture {name}: {ran} of {} nodes checked in {:.1} s", g.nodes.len(), start.elapsed().as_secs_f64());
+        println!(
+            "lowering fixture {name}: {ran} of {} nodes checked in {:.1} s",
+            g.nodes.len(),
+            start.elapsed().as_secs_f64()
+        );
     }
 }

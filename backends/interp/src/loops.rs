@@ -358,7 +358,7 @@ impl Compiler<'_> {
                 .get(v.index())
                 .copied()
                 .flatten()
-                .map(|n| (0, n - 1)),
+                .map(|n| (0, n.saturating_sub(1))),
             Expr::Binary { op, a, b } => {
                 let (a, b) = (self.range(a)?, self.range(b)?);
                 match op {

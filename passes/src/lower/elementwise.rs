@@ -20,7 +20,8 @@ pub(super) fn lower(b: &mut Builder, op: &Op, ins: &[&TensorType], out: &TensorT
         return Ok(());
     }
     let vars = b.vars(&out.shape, axis_name);
-    let loads: Vec<Expr> = bufs.iter().zip(ins).map(|(&buf, t)| Expr::load(buf, broadcast_index(&vars, &t.shape))).collect();
+    let loads: Vec<Expr> =
+        bufs.iter().zip(ins).map(|(&buf, t)| Expr::load(buf, broadcast_index(&vars, &t.shape))).collect();
     let x = loads[0].clone();
     let value = match op {
         Op::Unary(u) => unary(*u, ins[0].dtype, x)?,
@@ -115,7 +116,9 @@ fn truncating_div(a: Expr, b: Expr) -> Expr {
 /// nothing and is left out.
 fn clip(dtype: DType, x: Expr, lo: f32, hi: f32) -> Result<Expr, String> {
     let (lo_c, hi_c) = match dtype {
-        DType::F32 => ((lo != f32::NEG_INFINITY).then_some(Expr::Float(lo)), (hi != f32::INFINITY).then_some(Expr::Float(hi))),
+        DType::F32 => {
+            ((lo != f32::NEG_INFINITY).then_some(Expr::Float(lo)), (hi != f32::INFINITY).then_some(Expr::Float(hi)))
+        }
         DType::I64 => {
             let (l, h) = (lo as i64, hi as i64);
             ((l != i64::MIN).then_some(int(l)), (h != i64::MAX).then_some(int(h)))

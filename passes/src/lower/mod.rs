@@ -25,7 +25,10 @@ pub struct Program {
 pub enum Step {
     Run(Program),
     /// The result is the operand's memory reinterpreted (reshape): no code runs.
-    Alias { from: ValueId, to: ValueId },
+    Alias {
+        from: ValueId,
+        to: ValueId,
+    },
 }
 
 /// Lowers every node of a graph, in order.
@@ -62,11 +65,11 @@ pub fn lower_node(g: &Graph, node: &Node) -> Result<Option<Func>, PassError> {
     if expected != *out {
         return Err(err(format!("the result is declared {out} but the operands give {expected}")));
     }
-    if ins.iter().any(|t| t.dtype == DType::F16) || out.dtype == DType::F16 {
-        return Err(err("f16 tensors are not lowered yet".into()));
-    }
     if matches!(node.op, Op::Reshape { .. }) {
         return Ok(None);
+    }
+    if ins.iter().any(|t| t.dtype == DType::F16) || out.dtype == DType::F16 {
+        return Err(err("f16 tensors are not lowered yet".into()));
     }
     let mut b = Builder::new(format!("{}_{}", node.op.name(), node.output.0));
     let lowered = match &node.op {
@@ -135,7 +138,8 @@ impl Builder {
         self.f.body.extend(stmts);
     }
 
-    /// The inclusive range of an integer index expression, as the verifier computes it.
+    /// The inclusive range of an integer index expression, as the verifier computes it (None
+    /// where it cannot, or where the bounds would overflow).
     pub fn range(&self, e: &Expr) -> Option<(i64, i64)> {
         Some(match e {
             Expr::Int(v) => (*v, *v),
@@ -143,10 +147,15 @@ impl Builder {
             Expr::Binary { op, a, b } => {
                 let (a, b) = (self.range(a)?, self.range(b)?);
                 match op {
-                    BinOp::Add => (a.0 + b.0, a.1 + b.1),
-                    BinOp::Sub => (a.0 - b.1, a.1 - b.0),
+                    BinOp::Add => (a.0.checked_add(b.0)?, a.1.checked_add(b.1)?),
+                    BinOp::Sub => (a.0.checked_sub(b.1)?, a.1.checked_sub(b.0)?),
                     BinOp::Mul => {
-                        let p = [a.0 * b.0, a.0 * b.1, a.1 * b.0, a.1 * b.1];
+                        let p = [
+                            a.0.checked_mul(b.0)?,
+                            a.0.checked_mul(b.1)?,
+                            a.1.checked_mul(b.0)?,
+                            a.1.checked_mul(b.1)?,
+                        ];
                         (*p.iter().min()?, *p.iter().max()?)
                     }
                     BinOp::Div if b.0 > 0 => {

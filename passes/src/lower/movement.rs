@@ -89,7 +89,14 @@ fn slice(b: &mut Builder, xt: &TensorType, out: &TensorType, starts: &[i64], ste
 /// Output index `o` along an axis with leading pad `p` reads input `o - p`. Constant mode
 /// selects the pad value outside the input (the load clamped into it); edge mode clamps the
 /// index; reflect mode mirrors it about the edge elements: `last - |last - |o - p||`.
-fn pad(b: &mut Builder, xt: &TensorType, out: &TensorType, pads: &[usize], mode: PadMode, value: f32) -> Result<(), String> {
+fn pad(
+    b: &mut Builder,
+    xt: &TensorType,
+    out: &TensorType,
+    pads: &[usize],
+    mode: PadMode,
+    value: f32,
+) -> Result<(), String> {
     let x = b.param("x", xt);
     let y = b.param("y", out);
     if out.numel() == 0 {

@@ -124,11 +124,15 @@ fn matmul(b: &mut Builder, ins: &[&TensorType], out: &TensorType) -> Result<(), 
 /// Max pooling takes the max over the taps inside the input (padding is -inf); average
 /// pooling sums them and divides by the tap count, which `count_include_pad` extends to the
 /// taps in the padding (but never those beyond it, which ceil_mode can create).
-fn pool2d(b: &mut Builder, xt: &TensorType, out: &TensorType, kind: PoolKind, win: &Window, include_pad: bool) -> Result<(), String> {
+fn pool2d(
+    b: &mut Builder,
+    xt: &TensorType,
+    out: &TensorType,
+    kind: PoolKind,
+    win: &Window,
+    include_pad: bool,
+) -> Result<(), String> {
     require_f32(if kind == PoolKind::Max { "max_pool2d" } else { "avg_pool2d" }, &[xt])?;
-    if win.kernel.contains(&0) {
-        return Err(format!("the kernel {:?} is empty", win.kernel));
-    }
     let x = b.param("x", xt);
     let y = b.param("y", out);
     if out.numel() == 0 {
@@ -154,7 +158,8 @@ fn pool2d(b: &mut Builder, xt: &TensorType, out: &TensorType, kind: PoolKind, wi
     let mut body = vec![store(y, yi.clone(), init)];
     body.extend(b.nest(&[kh, kw], vec![store(y, yi.clone(), acc)]));
     if kind == PoolKind::Avg {
-        let count = mul(tap_count(b, oh, win, 0, xt.shape[2], include_pad), tap_count(b, ow, win, 1, xt.shape[3], include_pad));
+        let count =
+            mul(tap_count(b, oh, win, 0, xt.shape[2], include_pad), tap_count(b, ow, win, 1, xt.shape[3], include_pad));
         let count = match count {
             Expr::Int(v) => Expr::Float(v as f32),
             e => Expr::cast(DType::F32, e),

@@ -10,7 +10,9 @@ use super::{axis_name, int, store, Builder};
 pub(super) fn lower(b: &mut Builder, op: &Op, ins: &[&TensorType], out: &TensorType) -> Result<(), String> {
     match op {
         Op::Reduce { kind, axes, keep_dims } => reduce(b, ins[0], out, *kind, axes, *keep_dims),
-        Op::ArgReduce { max, axis, keep_dims, select_last } => arg_reduce(b, ins[0], out, *max, *axis, *keep_dims, *select_last),
+        Op::ArgReduce { max, axis, keep_dims, select_last } => {
+            arg_reduce(b, ins[0], out, *max, *axis, *keep_dims, *select_last)
+        }
         _ => Err("not a reduction".into()),
     }
 }
@@ -29,7 +31,14 @@ fn output_index(vars: &[Expr], reduced: impl Fn(usize) -> bool, keep_dims: bool)
     index
 }
 
-fn reduce(b: &mut Builder, xt: &TensorType, out: &TensorType, kind: ReduceKind, axes: &[usize], keep_dims: bool) -> Result<(), String> {
+fn reduce(
+    b: &mut Builder,
+    xt: &TensorType,
+    out: &TensorType,
+    kind: ReduceKind,
+    axes: &[usize],
+    keep_dims: bool,
+) -> Result<(), String> {
     let dtype = xt.dtype;
     // The identity of each reduction, as the interpreter starts from.
     let init = match (kind, dtype) {
@@ -53,7 +62,11 @@ fn reduce(b: &mut Builder, xt: &TensorType, out: &TensorType, kind: ReduceKind, 
     let mut xi = Vec::new();
     for (a, &d) in xt.shape.iter().enumerate() {
         let v = if reduced(a) { b.var(&format!("r{a}"), d) } else { b.var(&axis_name(a), d) };
-        if reduced(a) { inner.push(v) } else { outer.push(v) }
+        if reduced(a) {
+            inner.push(v)
+        } else {
+            outer.push(v)
+        }
         xi.push(Expr::Var(v));
     }
     let yi = output_index(&xi, reduced, keep_dims);
