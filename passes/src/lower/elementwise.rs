@@ -14,29 +14,80 @@ pub(super) fn lower(b: &mut Builder, op: &Op, ins: &[&TensorType], out: &TensorT
         Op::Where => &["cond", "a", "b"],
         _ => &["x"],
     };
-    let bufs: Vec<_> = ins.iter().zip(names).map(|(t, name)| b.param(name, t)).collect();
-    let y = b.param("y", out);
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    lower_with(b, &names, ins, out, |loads| apply(op, ins, loads.to_vec()))
+}
+
+/// Lowers an elementwise computation to one loop nest over the result's collapsed axes:
+/// `value` gets one load per parameter (broadcast onto the result) and gives the result.
+pub(super) fn lower_with(
+    b: &mut Builder,
+    names: &[String],
+    ins: &[&TensorType],
+    out: &TensorType,
+    value: impl FnOnce(&[Expr]) -> Result<Expr, String>,
+) -> Result<(), String> {
+    // The buffers view the tensors with collapsed axes (the same dense memory).
+    let in_shapes: Vec<Vec<usize>> = ins.iter().map(|t| t.shape.clone()).collect();
+    let (out_shape, shapes) = collapse(&out.shape, &in_shapes);
+    let bufs: Vec<_> = ins
+        .iter()
+        .zip(names)
+        .zip(&shapes)
+        .map(|((t, name), s)| b.param(name, &TensorType::new(t.dtype, s.clone())))
+        .collect();
+    let y = b.param("y", &TensorType::new(out.dtype, out_shape.clone()));
     if out.numel() == 0 {
         return Ok(());
     }
-    let vars = b.vars(&out.shape, axis_name);
-    let loads: Vec<Expr> =
-        bufs.iter().zip(ins).map(|(&buf, t)| Expr::load(buf, broadcast_index(&vars, &t.shape))).collect();
-    let x = loads[0].clone();
-    let value = match op {
+    let vars = b.vars(&out_shape, axis_name);
+    let loads: Vec<Expr> = bufs.iter().zip(&shapes).map(|(&buf, s)| Expr::load(buf, broadcast_index(&vars, s))).collect();
+    let body = vec![store(y, vars_expr(&vars), value(&loads)?)];
+    let nest = b.nest(&vars, body);
+    b.push(nest);
+    Ok(())
+}
+
+/// The value of an elementwise op applied to operand expressions of types `ins`.
+pub(super) fn apply(op: &Op, ins: &[&TensorType], operands: Vec<Expr>) -> Result<Expr, String> {
+    let x = operands.first().cloned().ok_or("no operands")?;
+    Ok(match op {
         Op::Unary(u) => unary(*u, ins[0].dtype, x)?,
-        Op::Binary(bin) => binary(*bin, ins[0].dtype, x, loads[1].clone())?,
+        Op::Binary(bin) => binary(*bin, ins[0].dtype, x, operands[1].clone())?,
         Op::Clip { min, max } => clip(ins[0].dtype, x, *min, *max)?,
-        Op::Where => Expr::select(x, loads[1].clone(), loads[2].clone()),
+        Op::Where => Expr::select(x, operands[1].clone(), operands[2].clone()),
         Op::Expand { .. } => x,
         Op::Cast { to } if *to == ins[0].dtype => x,
         Op::Cast { to } => Expr::cast(*to, x),
         _ => return Err("not an elementwise op".into()),
+    })
+}
+
+/// Collapses the output's axes for an elementwise op: axes of extent 1 are dropped, and
+/// neighbouring axes are merged when every operand either has both or broadcasts both, so
+/// that same-shape operands take one flat loop and a per-channel operand two. Returns the
+/// output's and each operand's shape over the collapsed axes (operands padded with 1s).
+fn collapse(out: &[usize], ins: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let rank = out.len();
+    // Whether operand k has axis a (rather than broadcasting it), axes aligned to the right.
+    let has = |k: usize, a: usize| {
+        let s = &ins[k];
+        a + s.len() >= rank && s[a + s.len() - rank] == out[a]
     };
-    let body = vec![store(y, vars_expr(&vars), value)];
-    let nest = b.nest(&vars, body);
-    b.push(nest);
-    Ok(())
+    let mut groups: Vec<(usize, Vec<bool>)> = Vec::new();
+    for a in 0..rank {
+        if out[a] == 1 {
+            continue;
+        }
+        let pattern: Vec<bool> = (0..ins.len()).map(|k| has(k, a)).collect();
+        match groups.last_mut() {
+            Some((extent, p)) if *p == pattern => *extent *= out[a],
+            _ => groups.push((out[a], pattern)),
+        }
+    }
+    let out_shape = groups.iter().map(|g| g.0).collect();
+    let shapes = (0..ins.len()).map(|k| groups.iter().map(|(e, p)| if p[k] { *e } else { 1 }).collect()).collect();
+    (out_shape, shapes)
 }
 
 fn call(f: Intrinsic, x: Expr) -> Expr {

@@ -3,6 +3,7 @@
 //! transforms later.
 
 mod elementwise;
+mod fuse;
 mod movement;
 mod nn;
 mod reduce;
@@ -31,10 +32,23 @@ pub enum Step {
     },
 }
 
-/// Lowers every node of a graph, in order.
+/// Lowers every node of a graph, in order, fusing elementwise consumers into the program of
+/// the value they consume (see `fuse`); a fused program runs where its last node was.
 pub fn lower_graph(g: &Graph) -> Result<Vec<Step>, PassError> {
-    let mut steps = Vec::with_capacity(g.nodes.len());
-    for node in &g.nodes {
+    let groups = fuse::groups(g);
+    let mut ending_at: Vec<Option<&fuse::Group>> = vec![None; g.nodes.len()];
+    for group in &groups {
+        if let Some(&last) = group.nodes.last() {
+            ending_at[last] = Some(group);
+        }
+    }
+    let mut steps = Vec::with_capacity(groups.len());
+    for (i, node) in g.nodes.iter().enumerate() {
+        let Some(group) = ending_at[i] else { continue };
+        if group.nodes.len() > 1 {
+            steps.push(Step::Run(lower_group(g, group)?));
+            continue;
+        }
         steps.push(match lower_node(g, node)? {
             Some(func) => {
                 let mut args = node.inputs.clone();
@@ -45,6 +59,54 @@ pub fn lower_graph(g: &Graph) -> Result<Vec<Step>, PassError> {
         });
     }
     Ok(steps)
+}
+
+/// Lowers a fused group to one program: its anchor's operands, then the values its other
+/// members read from outside, then the group's result.
+fn lower_group(g: &Graph, group: &fuse::Group) -> Result<Program, PassError> {
+    let anchor = &g.nodes[group.nodes[0]];
+    let last = &g.nodes[*group.nodes.last().expect("groups are not empty")];
+    let err = |message: String| PassError::Lowering {
+        node: anchor.name.clone().unwrap_or_else(|| anchor.output.to_string()),
+        op: anchor.op.name().to_string(),
+        message,
+    };
+    let ops: Vec<&str> = group.nodes.iter().map(|&i| g.nodes[i].op.name()).collect();
+    let name = format!("{}_{}", ops.join("_"), last.output.0);
+    let dense = matches!(anchor.op, Op::Conv2d { .. } | Op::MatMul);
+    let externals = fuse::external_operands(g, group, if dense { &[] } else { &anchor.inputs });
+    let func = if dense {
+        let f = lower_node(g, anchor)?.ok_or_else(|| err("a dense op lowers to a program".into()))?;
+        let mut f = fuse::add_epilogue(f, g, group, &externals).map_err(err)?;
+        f.name = name;
+        f
+    } else {
+        let mut b = Builder::new(name);
+        let params: Vec<ValueId> = anchor.inputs.iter().chain(&externals).copied().collect();
+        let names: Vec<String> = (0..params.len()).map(|k| format!("x{k}")).collect();
+        let types: Vec<&TensorType> = params.iter().map(|&v| g.ty(v)).collect();
+        let anchor_types: Vec<&TensorType> = anchor.inputs.iter().map(|&v| g.ty(v)).collect();
+        elementwise::lower_with(&mut b, &names, &types, g.ty(last.output), |loads| {
+            let anchor_value = elementwise::apply(&anchor.op, &anchor_types, loads[..anchor.inputs.len()].to_vec())?;
+            let leaf = |v: ValueId| {
+                if v == anchor.output {
+                    return anchor_value.clone();
+                }
+                let k = params.iter().position(|&p| p == v).expect("every outside value is a parameter");
+                loads[k].clone()
+            };
+            fuse::value_expr(g, group, last.output, &leaf)
+        })
+        .map_err(err)?;
+        b.f
+    };
+    if cfg!(debug_assertions) {
+        ir::loops::verify::verify(&func).map_err(|e| err(format!("the fused program does not verify: {e}")))?;
+    }
+    let mut args = anchor.inputs.clone();
+    args.extend(externals);
+    args.push(last.output);
+    Ok(Program { func, args })
 }
 
 /// Lowers one node (Ok(None) for a reshape, which is an alias).

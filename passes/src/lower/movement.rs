@@ -112,6 +112,17 @@ fn pad(
         b.push(nest);
         return Ok(());
     }
+    if mode == PadMode::Constant {
+        // Fill, then copy the interior: both loop nests read and write contiguously (and
+        // vectorize), where a select per element would gather.
+        let fill_nest = b.nest(&vars, vec![store(y, vars_expr(&vars), fill)]);
+        b.push(fill_nest);
+        let xv = b.vars(&xt.shape, |a| format!("j{a}"));
+        let dst: Vec<Expr> = xv.iter().enumerate().map(|(a, &v)| add(Expr::Var(v), int(pads[a] as i64))).collect();
+        let copy = b.nest(&xv, vec![store(y, dst, Expr::load(x, vars_expr(&xv)))]);
+        b.push(copy);
+        return Ok(());
+    }
     let mut conds = Vec::new();
     let mut xi = Vec::new();
     for (a, &v) in vars.iter().enumerate() {

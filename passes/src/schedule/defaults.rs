@@ -44,28 +44,42 @@ fn fuse_all(steps: &mut Vec<Primitive>, loops: &[String]) -> Option<String> {
     Some(acc)
 }
 
-/// A loop nest ending in one store (elementwise and data movement): the innermost loop is
-/// vectorized when a vector width divides it, the loops above are fused and run in parallel.
+/// Loop nests ending in one store each (elementwise ops, data movement, a pad's fill and
+/// copy): in each nest the innermost loop of more than one iteration is vectorized when a
+/// vector width divides it; a single nest also gets its outer loops fused and parallel.
 fn spatial(f: &Func, vw: usize) -> Option<Trace> {
-    let chain = top_chain(f);
-    let last = chain.last()?;
-    if !matches!(last.body.as_slice(), [Stmt::Store { .. }]) {
-        return None;
+    let mut nests = Vec::new();
+    for s in &f.body {
+        let Stmt::For(top) = s else { return None };
+        let mut chain = vec![top];
+        while let [Stmt::For(next)] = chain[chain.len() - 1].body.as_slice() {
+            chain.push(next);
+        }
+        if !matches!(chain[chain.len() - 1].body.as_slice(), [Stmt::Store { .. }]) {
+            return None;
+        }
+        nests.push(chain);
     }
-    let names: Vec<String> = chain.iter().map(|l| name(f, l)).collect();
+    let single = nests.len() == 1;
     let mut steps = Vec::new();
-    let width = divisor_at_most(last.extent, vw as i64);
-    let mut outer: Vec<String> = names[..names.len() - 1].to_vec();
-    if width >= 4 {
-        let inner = names.last()?.clone();
-        steps.push(Primitive::Split { loop_: inner.clone(), factor: width });
-        steps.push(Primitive::Vectorize { loop_: format!("{inner}_i") });
-        outer.push(format!("{inner}_o"));
-    } else {
-        outer.push(names.last()?.clone());
+    for chain in nests {
+        let names: Vec<String> = chain.iter().map(|l| name(f, l)).collect();
+        // Loops of one iteration below the vector loop stay inside it.
+        let v = chain.iter().rposition(|l| l.extent > 1).unwrap_or(chain.len() - 1);
+        let width = divisor_at_most(chain[v].extent, vw as i64);
+        let mut outer: Vec<String> = names[..v].to_vec();
+        if width >= 4 {
+            steps.push(Primitive::Split { loop_: names[v].clone(), factor: width });
+            steps.push(Primitive::Vectorize { loop_: format!("{}_i", names[v]) });
+            outer.push(format!("{}_o", names[v]));
+        } else {
+            outer.push(names[v].clone());
+        }
+        if single {
+            let fused = fuse_all(&mut steps, &outer)?;
+            steps.push(Primitive::Parallel { loop_: fused });
+        }
     }
-    let fused = fuse_all(&mut steps, &outer)?;
-    steps.push(Primitive::Parallel { loop_: fused });
     Some(Trace(steps))
 }
 
@@ -75,7 +89,7 @@ fn spatial(f: &Func, vw: usize) -> Option<Trace> {
 fn reduction_tiled(f: &Func, vw: usize) -> Option<Trace> {
     let chain = top_chain(f);
     let last = chain.last()?;
-    let [Stmt::Store { buf, .. }, Stmt::For(_)] = last.body.as_slice() else { return None };
+    let [Stmt::Store { buf, .. }, Stmt::For(reduction), ..] = last.body.as_slice() else { return None };
     if chain.len() < 2 {
         return None;
     }
@@ -84,37 +98,54 @@ fn reduction_tiled(f: &Func, vw: usize) -> Option<Trace> {
     let n = names.len();
     // The innermost spatial loop is vectorized, the second innermost (or the output channel
     // loop for NCHW convs: loop 1 of 4) is tiled across registers.
-    let cols = &names[n - 1];
+    let cols = names[n - 1].clone();
     let rows_at = if n == 4 { 1 } else { n - 2 };
-    let rows = &names[rows_at];
     let width = divisor_at_most(chain[n - 1].extent, vw as i64);
     let tile_rows = divisor_at_most(chain[rows_at].extent, if width > 1 { 8 } else { 1 });
-    let mut steps = vec![
-        Primitive::Split { loop_: cols.clone(), factor: width },
-        Primitive::Split { loop_: rows.clone(), factor: tile_rows },
-    ];
-    // Order: loops above the tile (rows_o in place of rows), then the tile rows x cols.
+    let mut steps = Vec::new();
     let mut order: Vec<String> = Vec::new();
-    for (i, l) in names.iter().enumerate() {
-        if i == rows_at {
-            order.push(format!("{rows}_o"));
-        } else if i == n - 1 {
-            order.push(format!("{cols}_o"));
-        } else {
-            order.push(l.clone());
+    let tile: Vec<String>;
+    let matrix_vector = !(tile_rows > 1 || width == 1);
+    if !matrix_vector {
+        // rows_i x cols_i: tile_rows accumulators of one vector each.
+        let rows = names[rows_at].clone();
+        steps.push(Primitive::Split { loop_: cols.clone(), factor: width });
+        steps.push(Primitive::Split { loop_: rows.clone(), factor: tile_rows });
+        for (i, l) in names.iter().enumerate() {
+            order.push(if i == rows_at { format!("{rows}_o") } else if i == n - 1 { format!("{cols}_o") } else { l.clone() });
         }
+        tile = vec![format!("{rows}_i"), format!("{cols}_i")];
+    } else {
+        // Nothing to tile across rows (a matrix-vector product): several vectors of
+        // columns instead, so each reduction step reads a longer row.
+        let per_row = divisor_at_most(chain[n - 1].extent / width, 8);
+        steps.push(Primitive::Split { loop_: cols.clone(), factor: width * per_row });
+        steps.push(Primitive::Split { loop_: format!("{cols}_i"), factor: width });
+        for (i, l) in names.iter().enumerate() {
+            order.push(if i == n - 1 { format!("{cols}_o") } else { l.clone() });
+        }
+        tile = vec![format!("{cols}_i_o"), format!("{cols}_i_i")];
     }
     let tile_at = order.last()?.clone();
-    order.push(format!("{rows}_i"));
-    order.push(format!("{cols}_i"));
+    order.extend(tile.iter().cloned());
     steps.push(Primitive::Reorder { loops: order.clone() });
-    steps.push(Primitive::Unroll { loop_: format!("{rows}_i") });
+    steps.push(Primitive::Unroll { loop_: tile[0].clone() });
     if width > 1 {
-        steps.push(Primitive::Vectorize { loop_: format!("{cols}_i") });
+        steps.push(Primitive::Vectorize { loop_: tile[1].clone() });
     }
     steps.push(Primitive::CacheWrite { buffer, at: tile_at });
-    // Everything above the tile except its innermost loop runs in parallel.
-    let above: Vec<String> = order[..order.len() - 3].to_vec();
+    // A short innermost reduction loop (a kernel row) is unrolled: its loop overhead would
+    // otherwise rival the tile's few FMAs.
+    let mut innermost = reduction;
+    while let [Stmt::For(next)] = innermost.body.as_slice() {
+        innermost = next;
+    }
+    if (2..=8).contains(&innermost.extent) {
+        steps.push(Primitive::Unroll { loop_: name(f, innermost) });
+    }
+    // Everything above the tile's loop runs in parallel; for a matrix-vector product (one
+    // row) that loop too, or there would be nothing to share.
+    let above: Vec<String> = order[..order.len() - if matrix_vector { 2 } else { 3 }].to_vec();
     if let Some(fused) = fuse_all(&mut steps, &above) {
         steps.push(Primitive::Parallel { loop_: fused });
     }

@@ -188,10 +188,27 @@ fn cache_write(f: &mut Func, buffer: &str, at: &str) -> Result<()> {
         tile.push((t.var, t.extent, t.kind));
         body = &t.body;
     }
-    let (idx, init, reduction) = match body.as_slice() {
-        [Stmt::Store { buf, index, value }, Stmt::For(r)] if *buf == b => (index.clone(), value.clone(), r.clone()),
+    let (idx, init, reduction, epilogue) = match body.as_slice() {
+        [Stmt::Store { buf, index, value }, Stmt::For(r), rest @ ..] if *buf == b => {
+            (index.clone(), value.clone(), r.clone(), rest.to_vec())
+        }
         _ => return Err(format!("the loops below {at} do not end in an initial store to %{buffer} followed by a reduction loop")),
     };
+    // Stores after the reduction (a fused epilogue) rewrite the same element; they are
+    // applied to the accumulator as it is written back.
+    let mut finish: Option<Expr> = None;
+    for s in &epilogue {
+        match s {
+            Stmt::Store { buf, index, value } if *buf == b && *index == idx => {
+                let previous = finish.take();
+                finish = Some(value.clone().map(&mut |e| match (e, &previous) {
+                    (Expr::Load { buf, index }, Some(p)) if buf == b && index == idx => p.clone(),
+                    (other, _) => other,
+                }));
+            }
+            _ => return Err(format!("a statement after the reduction below {at} is not a store to the same element of %{buffer}")),
+        }
+    }
     let mut rchain = vec![(reduction.var, reduction.extent, reduction.kind)];
     let mut rbody = &reduction.body;
     while let [Stmt::For(r)] = rbody.as_slice() {
@@ -234,7 +251,18 @@ fn cache_write(f: &mut Func, buffer: &str, at: &str) -> Result<()> {
     }
     let write_part = tile_copy(f, &tile, |fresh| {
         let index = idx.iter().map(|e| onto(e.clone(), fresh)).collect();
-        vec![Stmt::Store { buf: b, index, value: Expr::load(acc, acc_index(fresh)) }]
+        let acc_load = Expr::load(acc, acc_index(fresh));
+        let value = match &finish {
+            Some(e) => onto(
+                e.clone().map(&mut |e| match e {
+                    Expr::Load { buf, index } if buf == b && index == idx => acc_load.clone(),
+                    other => other,
+                }),
+                fresh,
+            ),
+            None => acc_load,
+        };
+        vec![Stmt::Store { buf: b, index, value }]
     });
     rewrite(f, v, |l| {
         let body = [init_part, reduce_part, write_part].concat();

@@ -1,0 +1,197 @@
+//! Fusion of elementwise ops into the program of the value they consume: a convolution or
+//! matrix product computes its elementwise consumers (bias, batch norm, activation, residual
+//! add, squeeze-excite scale) in an epilogue, and chains of elementwise ops become one loop,
+//! so that the intermediate tensors are never written to memory.
+
+use std::collections::{HashMap, HashSet};
+
+use ir::loops::{BufId, BufKind, Buffer, Expr, Func, Stmt};
+use ir::{Graph, Op, TensorType, ValueId};
+
+use super::elementwise;
+
+/// A fused group: `nodes` (indices into `g.nodes`, in order) whose first is the anchor; the
+/// group computes the last node's output, and every other value of the group is used only
+/// inside it.
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    pub nodes: Vec<usize>,
+}
+
+/// Ops an epilogue can compute per element.
+fn elementwise_op(op: &Op) -> bool {
+    matches!(op, Op::Unary(_) | Op::Binary(_) | Op::Clip { .. } | Op::Where | Op::Cast { .. })
+}
+
+/// How far past the last member a group still looks for consumers.
+const WINDOW: usize = 16;
+
+/// Partitions the graph's nodes into groups, greedily from the first node: an anchor (a
+/// convolution, a matrix product or an elementwise op) takes the elementwise nodes after it
+/// that consume its values and keep its output shape, as long as the group can be closed
+/// (its intermediate values used nowhere else).
+pub(crate) fn groups(g: &Graph) -> Vec<Group> {
+    let mut consumers: HashMap<ValueId, Vec<usize>> = HashMap::new();
+    for (i, n) in g.nodes.iter().enumerate() {
+        for &v in &n.inputs {
+            consumers.entry(v).or_default().push(i);
+        }
+    }
+    let outputs: HashSet<ValueId> = g.outputs.iter().copied().collect();
+    let mut taken = vec![false; g.nodes.len()];
+    let mut out = Vec::new();
+    for a in 0..g.nodes.len() {
+        if taken[a] {
+            continue;
+        }
+        let anchor = &g.nodes[a];
+        let can_anchor = matches!(anchor.op, Op::Conv2d { .. } | Op::MatMul) || elementwise_op(&anchor.op);
+        let mut best = vec![a];
+        if can_anchor && g.ty(anchor.output).dtype == ir::DType::F32 {
+            let shape = &g.ty(anchor.output).shape;
+            let mut members = vec![a];
+            let mut values: HashSet<ValueId> = [anchor.output].into();
+            let mut last = a;
+            let mut j = a + 1;
+            while j < g.nodes.len() && j <= last + WINDOW {
+                let n = &g.nodes[j];
+                if n.inputs.iter().any(|v| values.contains(v)) {
+                    let fits = !taken[j] && elementwise_op(&n.op) && g.ty(n.output).shape == *shape && g.ty(n.output).dtype == ir::DType::F32;
+                    if !fits {
+                        break;
+                    }
+                    members.push(j);
+                    values.insert(n.output);
+                    last = j;
+                    let member_set: HashSet<usize> = members.iter().copied().collect();
+                    let closed = values.iter().all(|v| {
+                        *v == n.output
+                            || (!outputs.contains(v) && consumers.get(v).is_none_or(|cs| cs.iter().all(|c| member_set.contains(c))))
+                    });
+                    if closed {
+                        best = members.clone();
+                    }
+                }
+                j += 1;
+            }
+        }
+        for &m in &best {
+            taken[m] = true;
+        }
+        out.push(Group { nodes: best });
+    }
+    out
+}
+
+/// The values the group's members read from outside the group, in order of first use;
+/// `skip` are values the program reads already (an elementwise anchor's operands).
+pub(crate) fn external_operands(g: &Graph, group: &Group, skip: &[ValueId]) -> Vec<ValueId> {
+    let inside: HashSet<ValueId> = group.nodes.iter().map(|&i| g.nodes[i].output).collect();
+    let mut ext = Vec::new();
+    for &i in &group.nodes[1..] {
+        for &v in &g.nodes[i].inputs {
+            if !inside.contains(&v) && !skip.contains(&v) && !ext.contains(&v) {
+                ext.push(v);
+            }
+        }
+    }
+    ext
+}
+
+/// The expression of group value `v`, given how to load a value from outside the group (and
+/// the anchor's own result).
+pub(crate) fn value_expr(g: &Graph, group: &Group, v: ValueId, leaf: &dyn Fn(ValueId) -> Expr) -> Result<Expr, String> {
+    let member = group.nodes[1..].iter().map(|&i| &g.nodes[i]).find(|n| n.output == v);
+    let Some(node) = member else { return Ok(leaf(v)) };
+    let operands: Vec<Expr> = node.inputs.iter().map(|&u| value_expr(g, group, u, leaf)).collect::<Result<_, _>>()?;
+    let types: Vec<&TensorType> = node.inputs.iter().map(|&u| g.ty(u)).collect();
+    elementwise::apply(&node.op, &types, operands)
+}
+
+/// Index expressions of an operand of shape `shape` broadcast onto an index of the result.
+pub(crate) fn broadcast_exprs(index: &[Expr], shape: &[usize]) -> Vec<Expr> {
+    let skip = index.len() - shape.len();
+    shape.iter().enumerate().map(|(a, &d)| if d == 1 { Expr::Int(0) } else { index[skip + a].clone() }).collect()
+}
+
+/// Adds the group's epilogue to a lowered convolution or matrix product: the external
+/// operands become parameters before the result, and after the reduction a store rewrites
+/// each result element with the group's expression of it.
+pub(crate) fn add_epilogue(mut f: Func, g: &Graph, group: &Group, externals: &[ValueId]) -> Result<Func, String> {
+    let y = *f.params().last().ok_or("the program has no result")?;
+    // New parameters go before the result: rebuild the buffer list and renumber.
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let mut remap: Vec<BufId> = vec![BufId(0); f.buffers.len()];
+    let params: Vec<BufId> = f.params();
+    for &p in &params[..params.len() - 1] {
+        remap[p.index()] = BufId(buffers.len() as u32);
+        buffers.push(f.buffer(p).clone());
+    }
+    let mut ext_bufs = Vec::new();
+    for (k, &v) in externals.iter().enumerate() {
+        ext_bufs.push(BufId(buffers.len() as u32));
+        let t = g.ty(v);
+        buffers.push(Buffer { name: format!("e{k}"), dtype: t.dtype, shape: t.shape.clone(), kind: BufKind::Param });
+    }
+    remap[y.index()] = BufId(buffers.len() as u32);
+    buffers.push(f.buffer(y).clone());
+    for (i, b) in f.buffers.iter().enumerate() {
+        if b.kind == BufKind::Temp {
+            remap[i] = BufId(buffers.len() as u32);
+            buffers.push(b.clone());
+        }
+    }
+    let body: Vec<Stmt> = std::mem::take(&mut f.body).into_iter().map(|s| remap_buffers(s, &remap)).collect();
+    f.buffers = buffers;
+    f.body = body;
+    let y = remap[y.index()];
+    // The innermost spatial body: [init store; reduction loop].
+    let spatial = innermost_spatial(&mut f.body).ok_or("the program is not an init store followed by a reduction")?;
+    let Some(Stmt::Store { index, .. }) = spatial.first() else { return Err("no init store".into()) };
+    let index = index.clone();
+    let anchor_out = g.nodes[group.nodes[0]].output;
+    let final_value = g.nodes[*group.nodes.last().ok_or("empty group")?].output;
+    let leaf = |v: ValueId| {
+        if v == anchor_out {
+            return Expr::load(y, index.clone());
+        }
+        match externals.iter().position(|&e| e == v) {
+            Some(k) => Expr::load(ext_bufs[k], broadcast_exprs(&index, &g.ty(v).shape)),
+            None => Expr::Float(f32::NAN),
+        }
+    };
+    let value = value_expr(g, group, final_value, &leaf)?;
+    spatial.push(Stmt::Store { buf: y, index, value });
+    Ok(f)
+}
+
+/// The body list that holds [init store, reduction loop] under the perfectly nested spatial
+/// loops of a convolution or matrix product.
+fn innermost_spatial(body: &mut Vec<Stmt>) -> Option<&mut Vec<Stmt>> {
+    if matches!(body.as_slice(), [Stmt::Store { .. }, Stmt::For(_)]) {
+        return Some(body);
+    }
+    match body.as_mut_slice() {
+        [Stmt::For(l)] => innermost_spatial(&mut l.body),
+        _ => None,
+    }
+}
+
+fn remap_buffers(s: Stmt, remap: &[BufId]) -> Stmt {
+    let s = s.map_exprs(&mut |e| match e {
+        Expr::Load { buf, index } => Expr::Load { buf: remap[buf.index()], index },
+        other => other,
+    });
+    remap_stores(s, remap)
+}
+
+fn remap_stores(s: Stmt, remap: &[BufId]) -> Stmt {
+    match s {
+        Stmt::Store { buf, index, value } => Stmt::Store { buf: remap[buf.index()], index, value },
+        Stmt::For(mut l) => {
+            l.body = l.body.into_iter().map(|s| remap_stores(s, remap)).collect();
+            Stmt::For(l)
+        }
+        Stmt::If { cond, then } => Stmt::If { cond, then: then.into_iter().map(|s| remap_stores(s, remap)).collect() },
+    }
+}
