@@ -93,16 +93,19 @@ pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str) -> Result<Lo
         let Step::Run(p) = step else { continue };
         let trace = default_schedule(&p.func, target.vector_width());
         let func = trace.apply(&p.func)?;
-        let out = *p.args.last().ok_or_else(|| RuntimeError::Model(format!("{} has no output", p.func.name)))?;
-        let node = graph.producer(out);
-        let flops = node
-            .map(|n| {
+        // Flops: 2 per multiply-accumulate of the dense ops, 1 per element of the others.
+        let flops = p
+            .nodes
+            .iter()
+            .map(|&n| {
+                let n = graph.node(n);
                 let ins: Vec<&ir::TensorType> = n.inputs.iter().map(|&v| graph.ty(v)).collect();
-                let macs = n.op.macs(&ins, graph.ty(out));
-                if macs > 0 { 2 * macs } else { graph.ty(out).numel() as u64 }
+                let macs = n.op.macs(&ins, graph.ty(n.output));
+                if macs > 0 { 2 * macs } else { graph.ty(n.output).numel() as u64 }
             })
-            .unwrap_or(0);
-        let name = match node.and_then(|n| n.name.clone()) {
+            .sum();
+        let first = p.nodes.first().map(|&n| graph.node(n));
+        let name = match first.and_then(|n| n.name.clone()) {
             Some(n) => format!("{} {n}", p.func.name),
             None => p.func.name.clone(),
         };

@@ -3,6 +3,7 @@
 //! transforms later.
 
 mod elementwise;
+mod fold_pads;
 mod fuse;
 mod movement;
 mod nn;
@@ -20,6 +21,8 @@ use crate::PassError;
 pub struct Program {
     pub func: Func,
     pub args: Vec<ValueId>,
+    /// The graph nodes it computes, in order (several when elementwise ops were fused).
+    pub nodes: Vec<ir::NodeId>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,12 +56,12 @@ pub fn lower_graph(g: &Graph) -> Result<Vec<Step>, PassError> {
             Some(func) => {
                 let mut args = node.inputs.clone();
                 args.push(node.output);
-                Step::Run(Program { func, args })
+                Step::Run(Program { func, args, nodes: vec![ir::NodeId(i as u32)] })
             }
             None => Step::Alias { from: node.inputs[0], to: node.output },
         });
     }
-    Ok(steps)
+    Ok(fold_pads::fold_pads(g, steps))
 }
 
 /// Lowers a fused group to one program: its anchor's operands, then the values its other
@@ -106,7 +109,7 @@ fn lower_group(g: &Graph, group: &fuse::Group) -> Result<Program, PassError> {
     let mut args = anchor.inputs.clone();
     args.extend(externals);
     args.push(last.output);
-    Ok(Program { func, args })
+    Ok(Program { func, args, nodes: group.nodes.iter().map(|&i| ir::NodeId(i as u32)).collect() })
 }
 
 /// Lowers one node (Ok(None) for a reshape, which is an alias).

@@ -66,7 +66,11 @@ fn spatial(f: &Func, vw: usize) -> Option<Trace> {
         let names: Vec<String> = chain.iter().map(|l| name(f, l)).collect();
         // Loops of one iteration below the vector loop stay inside it.
         let v = chain.iter().rposition(|l| l.extent > 1).unwrap_or(chain.len() - 1);
-        let width = divisor_at_most(chain[v].extent, vw as i64);
+        // A width that divides the extent needs no guard; when the best divisor wastes over
+        // half the vector, a full vector with a guarded tail is better.
+        let extent = chain[v].extent;
+        let divisor = divisor_at_most(extent, vw as i64);
+        let width = if divisor * 2 <= (vw as i64).min(extent) { (vw as i64).min(extent) } else { divisor };
         let mut outer: Vec<String> = names[..v].to_vec();
         if width >= 4 {
             steps.push(Primitive::Split { loop_: names[v].clone(), factor: width });
@@ -116,15 +120,19 @@ fn reduction_tiled(f: &Func, vw: usize) -> Option<Trace> {
         }
         tile = vec![format!("{rows}_i"), format!("{cols}_i")];
     } else {
-        // Nothing to tile across rows (a matrix-vector product): several vectors of
-        // columns instead, so each reduction step reads a longer row.
-        let per_row = divisor_at_most(chain[n - 1].extent / width, 8);
-        steps.push(Primitive::Split { loop_: cols.clone(), factor: width * per_row });
-        steps.push(Primitive::Split { loop_: format!("{cols}_i"), factor: width });
-        for (i, l) in names.iter().enumerate() {
-            order.push(if i == n - 1 { format!("{cols}_o") } else { l.clone() });
+        // Nothing to tile across rows (a matrix-vector product): the whole row of results is
+        // the tile, so the reduction streams each row of the matrix once, in order.
+        if chain[n - 1].extent > 16384 {
+            return None;
         }
-        tile = vec![format!("{cols}_i_o"), format!("{cols}_i_i")];
+        steps.push(Primitive::Split { loop_: cols.clone(), factor: width });
+        steps.push(Primitive::Vectorize { loop_: format!("{cols}_i") });
+        steps.push(Primitive::CacheWrite { buffer, at: names[n - 2].clone() });
+        let above: Vec<String> = names[..n - 1].to_vec();
+        if let Some(fused) = fuse_all(&mut steps, &above) {
+            steps.push(Primitive::Parallel { loop_: fused });
+        }
+        return Some(Trace(steps));
     }
     let tile_at = order.last()?.clone();
     order.extend(tile.iter().cloned());
@@ -143,9 +151,8 @@ fn reduction_tiled(f: &Func, vw: usize) -> Option<Trace> {
     if (2..=8).contains(&innermost.extent) {
         steps.push(Primitive::Unroll { loop_: name(f, innermost) });
     }
-    // Everything above the tile's loop runs in parallel; for a matrix-vector product (one
-    // row) that loop too, or there would be nothing to share.
-    let above: Vec<String> = order[..order.len() - if matrix_vector { 2 } else { 3 }].to_vec();
+    // Everything above the tile's loop runs in parallel.
+    let above: Vec<String> = order[..order.len() - 3].to_vec();
     if let Some(fused) = fuse_all(&mut steps, &above) {
         steps.push(Primitive::Parallel { loop_: fused });
     }

@@ -1,0 +1,119 @@
+//! Folds constant pads into the program that produces their input: the producer writes its
+//! result straight into the interior of the padded tensor, and the pad program only fills the
+//! border, so the unpadded tensor is never written and copied.
+
+use std::collections::HashSet;
+
+use ir::graph::PadMode;
+use ir::loops::{BufId, Expr, Func, Stmt};
+use ir::{Graph, Op, TensorType, ValueId};
+
+use super::{add, constant, int, store, vars_expr, Builder, Program, Step};
+
+pub(super) fn fold_pads(g: &Graph, mut steps: Vec<Step>) -> Vec<Step> {
+    let outputs: HashSet<ValueId> = g.outputs.iter().copied().collect();
+    for q in 0..steps.len() {
+        let Step::Run(pad) = &steps[q] else { continue };
+        let [node] = pad.nodes.as_slice() else { continue };
+        let Op::Pad { pads, mode: PadMode::Constant, value } = &g.node(*node).op else { continue };
+        let (input, padded) = (pad.args[0], pad.args[1]);
+        let readers = steps.iter().filter(|s| reads(s, input)).count();
+        if readers != 1 || outputs.contains(&input) {
+            continue;
+        }
+        let Some(p) = steps.iter().position(|s| matches!(s, Step::Run(r) if r.args.last() == Some(&input))) else { continue };
+        let Step::Run(producer) = &steps[p] else { continue };
+        let Some(shifted) = write_shifted(&producer.func, g.ty(input), g.ty(padded), pads) else { continue };
+        let Some(border) = border_fill(&format!("pad_border_{}", padded.0), g.ty(input), g.ty(padded), pads, *value) else { continue };
+        let mut args = producer.args.clone();
+        *args.last_mut().expect("programs have a result") = padded;
+        let nodes = producer.nodes.clone();
+        let pad_nodes = pad.nodes.clone();
+        steps[p] = Step::Run(Program { func: shifted, args, nodes });
+        steps[q] = Step::Run(Program { func: border, args: vec![padded], nodes: pad_nodes });
+    }
+    steps
+}
+
+fn reads(s: &Step, v: ValueId) -> bool {
+    match s {
+        Step::Run(p) => p.args[..p.args.len() - 1].contains(&v),
+        Step::Alias { from, .. } => *from == v,
+    }
+}
+
+/// The producer writing into the padded tensor: its result buffer takes the padded shape and
+/// every index into it moves by the leading pads. Only for programs whose result buffer has
+/// the tensor's own shape (not a collapsed view).
+fn write_shifted(f: &Func, unpadded: &TensorType, padded: &TensorType, pads: &[usize]) -> Option<Func> {
+    let y: BufId = *f.params().last()?;
+    if f.buffer(y).shape != unpadded.shape {
+        return None;
+    }
+    let rank = unpadded.rank();
+    let shift = |index: Vec<Expr>| -> Vec<Expr> {
+        index.into_iter().enumerate().map(|(a, e)| if pads[a] == 0 { e } else { add(e, int(pads[a] as i64)) }).collect()
+    };
+    let mut f = f.clone();
+    f.buffers[y.index()].shape = padded.shape.clone();
+    let body = std::mem::take(&mut f.body);
+    f.body = body.into_iter().map(|s| shift_stmt(s, y, &shift)).collect();
+    debug_assert_eq!(pads.len(), 2 * rank);
+    ir::loops::verify::verify(&f).ok()?;
+    Some(f)
+}
+
+fn shift_stmt(s: Stmt, y: BufId, shift: &dyn Fn(Vec<Expr>) -> Vec<Expr>) -> Stmt {
+    // Loads anywhere in the statement (map_exprs reaches nested ones), then the stores.
+    let s = s.map_exprs(&mut |e| match e {
+        Expr::Load { buf, index } if buf == y => Expr::Load { buf, index: shift(index) },
+        other => other,
+    });
+    shift_stores(s, y, shift)
+}
+
+fn shift_stores(s: Stmt, y: BufId, shift: &dyn Fn(Vec<Expr>) -> Vec<Expr>) -> Stmt {
+    match s {
+        Stmt::Store { buf, index, value } if buf == y => Stmt::Store { buf, index: shift(index), value },
+        Stmt::For(mut l) => {
+            l.body = l.body.into_iter().map(|s| shift_stores(s, y, shift)).collect();
+            Stmt::For(l)
+        }
+        Stmt::If { cond, then } => Stmt::If { cond, then: then.into_iter().map(|s| shift_stores(s, y, shift)).collect() },
+        other => other,
+    }
+}
+
+/// A program that writes `value` to the border of the padded tensor and leaves its interior:
+/// for each axis, the slabs before and after the interior along it, with the axes before it
+/// restricted to the interior so that no element is written twice.
+fn border_fill(name: &str, unpadded: &TensorType, padded: &TensorType, pads: &[usize], value: f32) -> Option<Func> {
+    let rank = unpadded.rank();
+    let mut b = Builder::new(name.to_string());
+    let y = b.param("y", padded);
+    for a in 0..rank {
+        let (lead, trail) = (pads[a], pads[rank + a]);
+        for (start, extent) in [(0, lead), (lead + unpadded.shape[a], trail)] {
+            if extent == 0 {
+                continue;
+            }
+            // (offset, extent) of every axis in this slab.
+            let ranges: Vec<(usize, usize)> = (0..rank)
+                .map(|k| match k.cmp(&a) {
+                    std::cmp::Ordering::Less => (pads[k], unpadded.shape[k]),
+                    std::cmp::Ordering::Equal => (start, extent),
+                    std::cmp::Ordering::Greater => (0, padded.shape[k]),
+                })
+                .collect();
+            if ranges.iter().any(|r| r.1 == 0) {
+                continue;
+            }
+            let vars = b.vars(&ranges.iter().map(|r| r.1).collect::<Vec<_>>(), |k| format!("b{a}_{k}"));
+            let index = vars_expr(&vars).into_iter().zip(&ranges).map(|(e, r)| if r.0 == 0 { e } else { add(e, int(r.0 as i64)) }).collect();
+            let nest = b.nest(&vars, vec![store(y, index, constant(padded.dtype, value))]);
+            b.push(nest);
+        }
+    }
+    ir::loops::verify::verify(&b.f).ok()?;
+    Some(b.f)
+}
