@@ -56,6 +56,21 @@ fn every_expression_form_round_trips() {
 }
 
 #[test]
+fn layouts_round_trip_and_are_checked() {
+    let text = "func \"blocked\" {\n  param %w: f32[2,3,16] view=[2,16,3] perm=[0,2,1]\n  param %y: f32[2,3,16]\n  for a in 0..2 {\n    for b in 0..3 {\n      for c in 0..16 {\n        %y[a, b, c] = %w[a, b, c]\n      }\n    }\n  }\n}\n";
+    let f = parse_func(text).unwrap();
+    assert_eq!(print_func(&f), text);
+    let layout = f.buffers[0].layout.clone().unwrap();
+    // Element (a, b, c) of the rearranged tensor is element a*16 + c, b of the [32, 3] source.
+    let offsets = layout.source_offsets().unwrap();
+    assert_eq!(offsets[0..3], [0, 3, 6]);
+    assert_eq!(offsets[16], 1);
+    assert_eq!(offsets[48], 48);
+    let e = err(&text.replace("perm=[0,2,1]", "perm=[0,1,1]"));
+    assert!(e.contains("does not rearrange a parameter"), "{e}");
+}
+
+#[test]
 fn hand_written_spacing_is_accepted() {
     let f = parse_func("func \"g\" {\n param %y: i64[4]\n for i in 0..4 { %y[i] = i-1 }\n}").unwrap();
     assert!(print_func(&f).contains("%y[i] = i - 1"));

@@ -122,6 +122,13 @@ pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str) -> Result<Lo
     Ok(Lowered { graph, steps, programs })
 }
 
+/// Bytes of a tensor rearranged by `layout` (elements of `elem` bytes).
+fn rearranged_bytes(src: &[u8], layout: &ir::loops::Layout, elem: usize) -> Result<Vec<u8>, RuntimeError> {
+    let offsets = layout.source_offsets().filter(|o| o.len() * elem == src.len());
+    let offsets = offsets.ok_or_else(|| RuntimeError::Model(format!("layout {layout:?} does not fit a weight of {} bytes", src.len())))?;
+    Ok(offsets.iter().flat_map(|&o| src[o * elem..(o + 1) * elem].iter().copied()).collect())
+}
+
 fn weight_bytes(g: &Graph, v: ValueId) -> Result<Vec<u8>, RuntimeError> {
     let t = g.const_data(v).ok_or_else(|| {
         let name = g.value(v).name.clone().unwrap_or_else(|| v.to_string());
@@ -163,7 +170,21 @@ pub fn compile(g: &Graph, opts: &CompileOptions, out: &Path) -> Result<CompileRe
     let lowered = lower_and_schedule(g, &opts.target, prefix)?;
     let graph = &lowered.graph;
     let plan = plan::plan(graph, &lowered.steps);
-    let blobs: Vec<Vec<u8>> = plan.weights.iter().map(|&v| weight_bytes(graph, v)).collect::<Result<_, _>>()?;
+    let mut blobs: Vec<Vec<u8>> = plan.weights.iter().map(|&v| weight_bytes(graph, v)).collect::<Result<_, _>>()?;
+    // Parameters that read a weight in another layout get their own transposed copy.
+    let mut overrides = std::collections::HashMap::new();
+    for (k, p) in lowered.programs.iter().enumerate() {
+        for (i, &param) in p.func.params().iter().enumerate() {
+            let Some(layout) = &p.func.buffer(param).layout else { continue };
+            let v = p.args[i];
+            if graph.const_data(v).is_none() {
+                return Err(RuntimeError::Model(format!("{} reads {} in another layout, but it is not a constant", p.name, v)));
+            }
+            let bytes = weight_bytes(graph, v)?;
+            overrides.insert((k, i), format!("{prefix}_w{}", blobs.len()));
+            blobs.push(rearranged_bytes(&bytes, layout, graph.ty(v).dtype.size_bytes())?);
+        }
+    }
     let consts: Vec<ConstBlob> = blobs.iter().enumerate().map(|(i, b)| ConstBlob { symbol: format!("{prefix}_w{i}"), bytes: b }).collect();
     let kernels: Vec<Kernel> = lowered.programs.iter().map(|p| Kernel { symbol: p.symbol.clone(), func: &p.func }).collect();
     let object = llvm_backend::compile_object(&kernels, &consts, &opts.target).map_err(|e| RuntimeError::Llvm(e.to_string()))?;
@@ -178,7 +199,8 @@ pub fn compile(g: &Graph, opts: &CompileOptions, out: &Path) -> Result<CompileRe
     let arch = opts.target.arch;
     write(&staging, &format!("{prefix}.o"), &object)?;
     write(&staging, &format!("{prefix}.h"), glue::header(graph, prefix, opts.threads).as_bytes())?;
-    write(&staging, &format!("{prefix}_glue.c"), glue::source(graph, &lowered.programs, &plan, prefix).as_bytes())?;
+    let glue = glue::source(graph, &lowered.programs, &plan, &overrides, blobs.len(), prefix);
+    write(&staging, &format!("{prefix}_glue.c"), glue.as_bytes())?;
     write(&staging, "chanasc_runtime.c", RUNTIME_C.as_bytes())?;
     write(&staging, "chanasc_runtime.h", RUNTIME_H.as_bytes())?;
     // The runner is written against `model.h`; other prefixes rename the API with macros.

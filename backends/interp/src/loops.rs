@@ -88,7 +88,12 @@ pub fn run_func(f: &Func, args: &mut [Tensor]) -> Result<()> {
                 let t = params
                     .next()
                     .ok_or_else(|| invalid("too few arguments".into()))?;
-                std::mem::replace(&mut t.data, TensorData::Bool(Vec::new()))
+                match &b.layout {
+                    // The buffer reads its argument transposed: a copy in the buffer's
+                    // layout (what was written to it is not copied back).
+                    Some(layout) => permuted(t, layout, &b.shape).map_err(invalid)?,
+                    None => std::mem::replace(&mut t.data, TensorData::Bool(Vec::new())),
+                }
             }
             BufKind::Temp => {
                 let ty = TensorType::new(b.dtype, b.shape.clone());
@@ -113,7 +118,10 @@ pub fn run_func(f: &Func, args: &mut [Tensor]) -> Result<()> {
             _ => bs.next().map(TensorData::Bool),
         };
         if let (BufKind::Param, Some(t), Some(d)) = (b.kind, params.next(), data) {
-            t.data = d;
+            // A transposed copy goes away; the argument kept its own data.
+            if b.layout.is_none() {
+                t.data = d;
+            }
         }
     }
     result.map_err(|e| *e)
@@ -743,4 +751,17 @@ mod tests {
             .to_string()
             .contains("used outside its loop"));
     }
+}
+
+/// The data of `t` rearranged by `layout` into a buffer of `shape`.
+fn permuted(t: &Tensor, layout: &ir::loops::Layout, shape: &[usize]) -> std::result::Result<TensorData, String> {
+    let offsets = layout.source_offsets().filter(|o| o.len() == t.numel() && layout.shape() == shape);
+    let Some(order) = offsets else {
+        return Err(format!("argument {:?} does not fit a buffer {shape:?} in layout {layout:?}", t.shape));
+    };
+    Ok(match &t.data {
+        TensorData::F32(v) => TensorData::F32(order.iter().map(|&i| v[i]).collect()),
+        TensorData::I64(v) => TensorData::I64(order.iter().map(|&i| v[i]).collect()),
+        TensorData::Bool(v) => TensorData::Bool(order.iter().map(|&i| v[i]).collect()),
+    })
 }

@@ -61,6 +61,52 @@ pub struct Buffer {
     /// Row-major extents. A blocked layout is explicit here: NCHW16c is `[N, C/16, H, W, 16]`.
     pub shape: Vec<usize>,
     pub kind: BufKind,
+    /// For a parameter read in another layout than its argument's (a weight in blocks of
+    /// output channels, say); the caller passes the argument so rearranged. `None`: the
+    /// argument's own layout.
+    pub layout: Option<Layout>,
+}
+
+/// A rearrangement of a tensor: view it (row-major, no data moves) with shape `view`, then
+/// transpose: axis `j` of the result is axis `perm[j]` of the view. Blocking the output
+/// channels of an OIHW weight by 16 is view [O/16, 16, I, H, W], perm [0, 2, 3, 4, 1].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub view: Vec<usize>,
+    pub perm: Vec<usize>,
+}
+
+impl Layout {
+    /// The shape of the rearranged tensor.
+    pub fn shape(&self) -> Vec<usize> {
+        self.perm.iter().map(|&a| self.view.get(a).copied().unwrap_or(0)).collect()
+    }
+
+    /// For each element of the rearranged tensor in row-major order, its offset in the
+    /// original; None when the layout is malformed.
+    pub fn source_offsets(&self) -> Option<Vec<usize>> {
+        let rank = self.view.len();
+        let mut seen = vec![false; rank];
+        if self.perm.len() != rank || !self.perm.iter().all(|&a| a < rank && !std::mem::replace(&mut seen[a], true)) {
+            return None;
+        }
+        let strides = crate::types::strides(&self.view);
+        let shape = self.shape();
+        let n: usize = shape.iter().product();
+        let mut out = Vec::with_capacity(n);
+        let mut idx = vec![0usize; rank];
+        for _ in 0..n {
+            out.push(idx.iter().enumerate().map(|(j, &i)| i * strides[self.perm[j]]).sum());
+            for j in (0..rank).rev() {
+                idx[j] += 1;
+                if idx[j] < shape[j] {
+                    break;
+                }
+                idx[j] = 0;
+            }
+        }
+        Some(out)
+    }
 }
 
 /// How a loop's iterations are executed.
@@ -329,7 +375,7 @@ impl Func {
     }
 
     pub fn add_buffer(&mut self, name: impl Into<String>, dtype: DType, shape: Vec<usize>, kind: BufKind) -> BufId {
-        self.buffers.push(Buffer { name: name.into(), dtype, shape, kind });
+        self.buffers.push(Buffer { name: name.into(), dtype, shape, kind, layout: None });
         BufId(self.buffers.len() as u32 - 1)
     }
 

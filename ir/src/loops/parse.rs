@@ -58,6 +58,22 @@ impl FuncParser<'_> {
         }
     }
 
+    /// `=[a,b,...]` of non-negative integers.
+    fn usize_list(&mut self) -> Result<Vec<usize>> {
+        self.c.expect(Token::Equals, "'='")?;
+        self.c.expect(Token::LBracket, "'['")?;
+        let mut v = Vec::new();
+        while !self.c.eat(&Token::RBracket) {
+            let x = self.int()?;
+            if x < 0 {
+                return Err(self.c.error("expected a non-negative integer"));
+            }
+            v.push(x as usize);
+            self.c.eat(&Token::Comma);
+        }
+        Ok(v)
+    }
+
     fn func(&mut self) -> Result<()> {
         if !self.c.keyword("func") {
             return Err(self.c.error("expected 'func'"));
@@ -85,7 +101,15 @@ impl FuncParser<'_> {
             };
             self.c.expect(Token::Colon, "':'")?;
             let ty = self.c.tensor_type()?;
-            self.f.add_buffer(name, ty.dtype, ty.shape, kind);
+            let b = self.f.add_buffer(name, ty.dtype, ty.shape, kind);
+            if self.c.keyword("view") {
+                let view = self.usize_list()?;
+                if !self.c.keyword("perm") {
+                    return Err(self.c.error("expected 'perm' after the view"));
+                }
+                let perm = self.usize_list()?;
+                self.f.buffers[b.index()].layout = Some(super::Layout { view, perm });
+            }
         }
         self.f.body = self.block_until_brace()?;
         Ok(())

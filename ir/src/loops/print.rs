@@ -14,7 +14,12 @@ pub fn print_func(f: &Func) -> String {
             BufKind::Temp => "temp",
         };
         let ty = crate::TensorType::new(b.dtype, b.shape.clone());
-        let _ = writeln!(out, "  {kind} %{}: {ty}", b.name);
+        let list = |v: &[usize]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+        let layout = match &b.layout {
+            Some(l) => format!(" view=[{}] perm=[{}]", list(&l.view), list(&l.perm)),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "  {kind} %{}: {ty}{layout}", b.name);
     }
     for s in &f.body {
         print_stmt(f, s, 1, &mut out);

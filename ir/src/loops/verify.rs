@@ -8,6 +8,16 @@ use crate::types::DType;
 /// parallel loops are outermost, vectorized loops are not nested, and every index whose
 /// range can be bounded statically stays inside its buffer (a guard `if e < n` bounds `e`).
 pub fn verify(f: &Func) -> Result<()> {
+    for b in &f.buffers {
+        if let Some(layout) = &b.layout {
+            let mut seen = vec![false; layout.view.len()];
+            let permutation = layout.perm.len() == layout.view.len()
+                && layout.perm.iter().all(|&a| a < seen.len() && !std::mem::replace(&mut seen[a], true));
+            if !permutation || b.kind != super::BufKind::Param || layout.shape() != b.shape {
+                return bad(f, format!("layout {layout:?} of %{} does not rearrange a parameter into its shape", b.name));
+            }
+        }
+    }
     let mut v = Verifier { f, scope: Vec::new(), bound: vec![false; f.vars.len()], guards: Vec::new(), in_vector: false };
     for s in &f.body {
         v.stmt(s, true)?;

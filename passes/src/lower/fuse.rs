@@ -131,7 +131,7 @@ pub(crate) fn add_epilogue(mut f: Func, g: &Graph, group: &Group, externals: &[V
     for (k, &v) in externals.iter().enumerate() {
         ext_bufs.push(BufId(buffers.len() as u32));
         let t = g.ty(v);
-        buffers.push(Buffer { name: format!("e{k}"), dtype: t.dtype, shape: t.shape.clone(), kind: BufKind::Param });
+        buffers.push(Buffer { name: format!("e{k}"), dtype: t.dtype, shape: t.shape.clone(), kind: BufKind::Param, layout: None });
     }
     remap[y.index()] = BufId(buffers.len() as u32);
     buffers.push(f.buffer(y).clone());

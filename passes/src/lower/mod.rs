@@ -141,7 +141,10 @@ pub fn lower_node(g: &Graph, node: &Node) -> Result<Option<Func>, PassError> {
         Op::Unary(_) | Op::Binary(_) | Op::Clip { .. } | Op::Where | Op::Cast { .. } | Op::Expand { .. } => {
             elementwise::lower(&mut b, &node.op, &ins, out)
         }
-        Op::Conv2d { .. } | Op::MatMul | Op::Pool2d { .. } => nn::lower(&mut b, &node.op, &ins, out),
+        Op::Conv2d { .. } | Op::MatMul | Op::Pool2d { .. } => {
+            let weight_is_constant = node.inputs.get(1).is_some_and(|&w| g.const_data(w).is_some());
+            nn::lower(&mut b, &node.op, &ins, out, weight_is_constant)
+        }
         Op::Reduce { .. } | Op::ArgReduce { .. } => reduce::lower(&mut b, &node.op, &ins, out),
         Op::Transpose { .. } | Op::Concat { .. } | Op::Slice { .. } | Op::Pad { .. } | Op::Gather { .. } => {
             movement::lower(&mut b, &node.op, &ins, out)

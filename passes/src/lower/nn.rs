@@ -2,17 +2,26 @@
 //! output loop nest with an init store followed by a reduction nest that accumulates.
 
 use ir::graph::{PoolKind, Window};
-use ir::loops::{BinOp, BufId, Expr, Stmt, VarId};
+use ir::loops::{BinOp, BufId, Expr, Layout, Stmt, VarId};
 use ir::{DType, Op, TensorType};
 
 use super::{add, all, axis_name, broadcast_index, constant, div, int, mul, store, sub, vars_expr, Builder};
 
-pub(super) fn lower(b: &mut Builder, op: &Op, ins: &[&TensorType], out: &TensorType) -> Result<(), String> {
+/// `weight_is_constant`: the conv's weight is known at compile time, so it may be read in
+/// another layout.
+pub(super) fn lower(b: &mut Builder, op: &Op, ins: &[&TensorType], out: &TensorType, weight_is_constant: bool) -> Result<(), String> {
     match op {
         Op::Conv2d { strides, pads, dilations, groups } => {
             let w = &ins[1].shape;
             let win = Window { kernel: [w[2], w[3]], strides: *strides, pads: *pads, dilations: *dilations };
-            conv2d(b, ins, out, &win, *groups)
+            // On narrow images a row of output pixels fills few vector lanes; blocks of 16
+            // output channels fill them all, with the weight stored block by block.
+            let blocked = weight_is_constant && *groups == 1 && out.shape[3] <= 14 && out.shape[1] % CHANNEL_BLOCK == 0;
+            if blocked {
+                conv2d_channel_blocked(b, ins, out, &win)
+            } else {
+                conv2d(b, ins, out, &win, *groups)
+            }
         }
         Op::MatMul => matmul(b, ins, out),
         Op::Pool2d { kind, window, count_include_pad, .. } => pool2d(b, ins[0], out, *kind, window, *count_include_pad),
@@ -76,6 +85,48 @@ fn conv2d(b: &mut Builder, ins: &[&TensorType], out: &TensorType, win: &Window, 
     let (ih, iw) = (tap(oh, kh, win, 0), tap(ow, kw, win, 1));
     let xv = padded_load(b, x, xs, [Expr::Var(n), channel, ih, iw], Expr::Float(0.0));
     let wv = Expr::load(w, vars_expr(&[oc, ic, kh, kw]));
+    let acc = Expr::bin(BinOp::Add, Expr::load(y, yi.clone()), Expr::bin(BinOp::Mul, xv, wv));
+    let mut body = vec![store(y, yi.clone(), init)];
+    body.extend(b.nest(&[ic, kh, kw], vec![store(y, yi, acc)]));
+    let nest = b.nest(&outer, body);
+    b.push(nest);
+    Ok(())
+}
+
+/// Output channels per block of a channel-blocked convolution.
+const CHANNEL_BLOCK: usize = 16;
+
+/// The convolution of `conv2d` (groups 1) with output channels in blocks: loops n, block,
+/// oh, ow, channel-in-block, and the weight read as [O/16, I, KH, KW, 16] (a layout the caller
+/// provides), so that a block's weights are one contiguous stream and a vector of output
+/// channels is one load.
+fn conv2d_channel_blocked(b: &mut Builder, ins: &[&TensorType], out: &TensorType, win: &Window) -> Result<(), String> {
+    require_f32("conv2d", ins)?;
+    let (xs, ws) = (&ins[0].shape, &ins[1].shape);
+    let (o, i, kh_n, kw_n) = (ws[0], ws[1], ws[2], ws[3]);
+    let blocks = o / CHANNEL_BLOCK;
+    let x = b.param("x", ins[0]);
+    let w = b.param("w", &TensorType::new(ins[1].dtype, vec![blocks, i, kh_n, kw_n, CHANNEL_BLOCK]));
+    b.f.buffers[w.index()].layout =
+        Some(Layout { view: vec![blocks, CHANNEL_BLOCK, i, kh_n, kw_n], perm: vec![0, 2, 3, 4, 1] });
+    let bias = ins.get(2).map(|t| b.param("b", t));
+    let y = b.param("y", out);
+    if out.numel() == 0 {
+        return Ok(());
+    }
+    let s = &out.shape;
+    let outer = b.vars(&[s[0], blocks, s[2], s[3], CHANNEL_BLOCK], |a| ["n", "ob", "oh", "ow", "oi"][a].to_string());
+    let [n, ob, oh, ow, oi] = [outer[0], outer[1], outer[2], outer[3], outer[4]];
+    let (ic, kh, kw) = (b.var("ic", i), b.var("kh", kh_n), b.var("kw", kw_n));
+    let oc = add(mul(Expr::Var(ob), int(CHANNEL_BLOCK as i64)), Expr::Var(oi));
+    let yi = vec![Expr::Var(n), oc.clone(), Expr::Var(oh), Expr::Var(ow)];
+    let init = match bias {
+        Some(bb) => Expr::load(bb, vec![oc]),
+        None => Expr::Float(0.0),
+    };
+    let (ih, iw) = (tap(oh, kh, win, 0), tap(ow, kw, win, 1));
+    let xv = padded_load(b, x, xs, [Expr::Var(n), Expr::Var(ic), ih, iw], Expr::Float(0.0));
+    let wv = Expr::load(w, vars_expr(&[ob, ic, kh, kw, oi]));
     let acc = Expr::bin(BinOp::Add, Expr::load(y, yi.clone()), Expr::bin(BinOp::Mul, xv, wv));
     let mut body = vec![store(y, yi.clone(), init)];
     body.extend(b.nest(&[ic, kh, kw], vec![store(y, yi, acc)]));
