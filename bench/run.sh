@@ -36,14 +36,18 @@ PY
   done
 done
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+simd=$(grep -m1 -o -w -E "avx512f|avx2" /proc/cpuinfo | head -1)
+ortv=$($PY -c "import onnxruntime; print(onnxruntime.__version__)")
 {
   echo "# Benchmarks"
   echo
   echo "## chanasc (llvm backend, default schedules) against ONNX Runtime"
   echo
-  echo "Measured $(date -u +%Y-%m-%d) on $cpu ($(nproc) cores), batch 1, median of $RUNS runs"
-  echo "after warm-up, both in the same run of \`bash bench/run.sh $RUNS\`. ratio = chanasc / ORT"
-  echo "(below 1 is faster). Compile time is ONNX file to runner, wall clock."
+  echo "Measured $(date -u +%Y-%m-%d) on $cpu ($(nproc) cores, ${simd:-no avx2}), ONNX Runtime $ortv"
+  echo "(CPUExecutionProvider), batch 1, median of $RUNS runs after warm-up, both in the same run of"
+  echo "\`bash bench/run.sh $RUNS\`. ratio = chanasc / ORT (below 1 is faster). chanasc: \`chanasc compile"
+  echo "--threads N\` with default schedules (no tuning), timed by its runner's \`--bench\`. Compile"
+  echo "time is ONNX file to runner executable, wall clock."
   echo
   echo "| model | threads | chanasc ms | ORT ms | ratio | compile s |"
   echo "|---|---|---|---|---|---|"

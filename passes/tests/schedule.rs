@@ -43,14 +43,37 @@ const ADD: &str = r#"func "add" {
 }
 "#;
 
+const TWO_STAGE: &str = r#"func "two_stage" {
+  param %x: f32[4,8]
+  param %y: f32[4,8]
+  temp %t: f32[4,8]
+  for i in 0..4 {
+    for j in 0..8 {
+      %t[i, j] = %x[i, j] * 2.0
+    }
+  }
+  for a in 0..4 {
+    for b in 0..8 {
+      %y[a, b] = %t[a, b] + %t[a, 7 - b]
+    }
+  }
+}
+"#;
+
 fn ramp(shape: &[usize], seed: usize) -> Tensor {
     let n: usize = shape.iter().product();
     Tensor::f32(shape.to_vec(), (0..n).map(|i| (((i * 31 + seed * 17) % 97) as f32 - 48.0) / 24.0).collect()).unwrap()
 }
 
-/// Runs `f` on fixed inputs and returns the last parameter (the output).
+/// Runs `f` on fixed inputs and returns the last parameter (the output). A parameter with a
+/// layout gets the argument its layout was made from.
 fn eval(f: &Func) -> Tensor {
-    let mut args: Vec<Tensor> = f.params().iter().enumerate().map(|(i, &b)| ramp(&f.buffer(b).shape, i)).collect();
+    // The argument of a rearranged parameter is the same data, so a flat one will do.
+    let shape = |b: ir::loops::BufId| match &f.buffer(b).layout {
+        Some(l) => vec![l.view.iter().product()],
+        None => f.buffer(b).shape.clone(),
+    };
+    let mut args: Vec<Tensor> = f.params().iter().enumerate().map(|(i, &b)| ramp(&shape(b), i)).collect();
     interp::loops::run_func(f, &mut args).unwrap();
     args.pop().unwrap()
 }
@@ -122,6 +145,31 @@ fn every_primitive_keeps_results() {
     close(&eval(&scheduled), &want);
 }
 
+#[test]
+fn tile_layout_block_inline_and_compute_at_keep_results() {
+    let f = parse_func(CONV).unwrap();
+    let want = eval(&f);
+    let tiled = Trace(vec![Primitive::Tile { outer: "oh".into(), inner: "ow".into(), outer_factor: 4, inner_factor: 5 }]).apply(&f).unwrap();
+    assert!(print_func(&tiled).contains("for oh_o in 0..2 {\n        for ow_o in 0..2 {\n          for oh_i in 0..4 {"), "{}", print_func(&tiled));
+    close(&eval(&tiled), &want);
+    let blocked = Trace(vec![Primitive::LayoutBlock { buffer: "w".into(), axis: 0, factor: 4 }]).apply(&f).unwrap();
+    let text = print_func(&blocked);
+    assert!(text.contains("param %w: f32[2,3,3,3,4] view=[2,4,3,3,3] perm=[0,2,3,4,1]"), "{text}");
+    assert!(text.contains("%w[oc / 4, ic, kh, kw, oc % 4]"), "{text}");
+    close(&eval(&blocked), &want);
+
+    let two = parse_func(TWO_STAGE).unwrap();
+    let want = eval(&two);
+    let inlined = Trace(vec![Primitive::Inline { buffer: "t".into() }]).apply(&two).unwrap();
+    let text = print_func(&inlined);
+    assert!(text.contains("%y[a, b] = %x[a, b] * 2.0 + %x[a, 7 - b] * 2.0") && !text.contains("%t[i"), "{text}");
+    close(&eval(&inlined), &want);
+    let moved = Trace(vec![Primitive::ComputeAt { buffer: "t".into(), at: "a".into() }]).apply(&two).unwrap();
+    let text = print_func(&moved);
+    assert!(text.starts_with("func \"two_stage\" {\n  param %x: f32[4,8]\n  param %y: f32[4,8]\n  temp %t: f32[4,8]\n  for a in 0..4 {\n    for i in 0..4 {"), "{text}");
+    close(&eval(&moved), &want);
+}
+
 fn refusal(steps: Vec<Primitive>) -> String {
     Trace(steps).apply(&parse_func(CONV).unwrap()).unwrap_err().to_string()
 }
@@ -146,6 +194,14 @@ fn illegal_steps_are_refused_with_the_reason() {
     assert!(e.contains("initial store"), "{e}");
     let e = refusal(vec![Primitive::CacheWrite { buffer: "nope".into(), at: "oh".into() }]);
     assert!(e.contains("no buffer named nope"), "{e}");
+    let e = refusal(vec![Primitive::LayoutBlock { buffer: "w".into(), axis: 0, factor: 3 }]);
+    assert!(e.contains("cannot be split in blocks of 3"), "{e}");
+    let e = refusal(vec![Primitive::LayoutBlock { buffer: "y".into(), axis: 1, factor: 4 }]);
+    assert!(e.contains("%y is written by the program"), "{e}");
+    let e = refusal(vec![Primitive::Inline { buffer: "x".into() }]);
+    assert!(e.contains("%x is a parameter, not a temporary"), "{e}");
+    let e = refusal(vec![Primitive::Tile { outer: "ic".into(), inner: "oh".into(), outer_factor: 1, inner_factor: 2 }]);
+    assert!(e.contains("(tile): ic and oh:"), "{e}");
     let e = Trace::from_json(r#"[{"op": "twist", "loop": "ow"}]"#).unwrap_err().to_string();
     assert!(e.contains("unknown variant `twist`"), "{e}");
 }

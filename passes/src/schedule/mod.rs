@@ -47,8 +47,22 @@ pub enum Primitive {
     },
     /// Accumulates a reduction into `buffer` in a temporary tile held inside loop `at`: the
     /// loops between `at` and the initial store become the tile, the reduction loops move
-    /// outside the tile, and the tile is written back once at the end.
+    /// outside the tile, and the tile is written back once at the end (applying any stores
+    /// that follow the reduction, a fused epilogue).
     CacheWrite { buffer: String, at: String },
+    /// Splits two perfectly nested loops (`outer` by `outer_factor`, `inner` by
+    /// `inner_factor`) and orders them outer_o, inner_o, outer_i, inner_i.
+    Tile { outer: String, inner: String, outer_factor: i64, inner_factor: i64 },
+    /// Moves the loop nest that computes temporary `buffer` into loop `at` of the nest that
+    /// reads it (as its first statement), so that it is computed where it is used.
+    ComputeAt { buffer: String, at: String },
+    /// Replaces every read of temporary `buffer` by the expression stored into it and drops
+    /// the loop nest that computed it.
+    Inline { buffer: String },
+    /// Stores parameter `buffer`'s axis `axis` in blocks of `factor` (NCHW to NCHW[x]c): the
+    /// axis becomes the block index, and the index within a block becomes the innermost axis.
+    /// The argument is rearranged before the program runs (weights: at compile time).
+    LayoutBlock { buffer: String, axis: usize, factor: usize },
 }
 
 impl Primitive {
@@ -61,6 +75,10 @@ impl Primitive {
             Primitive::Vectorize { .. } => "vectorize",
             Primitive::Parallel { .. } => "parallel",
             Primitive::CacheWrite { .. } => "cache_write",
+            Primitive::Tile { .. } => "tile",
+            Primitive::ComputeAt { .. } => "compute_at",
+            Primitive::Inline { .. } => "inline",
+            Primitive::LayoutBlock { .. } => "layout_block",
         }
     }
 }

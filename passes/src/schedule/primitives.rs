@@ -1,7 +1,7 @@
 //! The schedule primitives: each rewrites a function in place or says why it cannot.
 
 use ir::loops::visit::{find_loop, replace_loop};
-use ir::loops::{BinOp, BufKind, Expr, Func, Loop, LoopKind, Stmt, VarId};
+use ir::loops::{BinOp, BufId, BufKind, Expr, Func, Layout, Loop, LoopKind, Stmt, VarId};
 
 use super::Primitive;
 
@@ -16,6 +16,15 @@ pub(super) fn apply(f: &mut Func, p: &Primitive) -> Result<()> {
         Primitive::Vectorize { loop_ } => set_kind(f, loop_, LoopKind::Vectorized),
         Primitive::Parallel { loop_ } => set_kind(f, loop_, LoopKind::Parallel),
         Primitive::CacheWrite { buffer, at } => cache_write(f, buffer, at),
+        Primitive::Tile { outer, inner, outer_factor, inner_factor } => {
+            split(f, outer, *outer_factor)?;
+            split(f, inner, *inner_factor)?;
+            let order = [format!("{outer}_o"), format!("{inner}_o"), format!("{outer}_i"), format!("{inner}_i")];
+            reorder(f, &order).map_err(|e| format!("{outer} and {inner}: {e}"))
+        }
+        Primitive::ComputeAt { buffer, at } => compute_at(f, buffer, at),
+        Primitive::Inline { buffer } => inline(f, buffer),
+        Primitive::LayoutBlock { buffer, axis, factor } => layout_block(f, buffer, *axis, *factor),
     }
 }
 
@@ -268,5 +277,125 @@ fn cache_write(f: &mut Func, buffer: &str, at: &str) -> Result<()> {
         let body = [init_part, reduce_part, write_part].concat();
         vec![Stmt::For(Loop { body, ..l })]
     });
+    Ok(())
+}
+
+/// The top-level statement that computes temporary `buffer`: a perfect loop nest over all of
+/// it ending in one store `buffer[i, j, ...] = e` indexed by the nest's variables in order.
+/// Returns its position and the nest's variables; fails if anything else writes the buffer.
+fn producer_nest(f: &Func, b: BufId, name: &str) -> Result<(usize, Vec<VarId>)> {
+    if f.buffer(b).kind != BufKind::Temp {
+        return Err(format!("%{name} is a parameter, not a temporary"));
+    }
+    let shape = &f.buffer(b).shape;
+    let mut found = None;
+    let mut stores = 0;
+    for (i, s) in f.body.iter().enumerate() {
+        s.walk(&mut |s| stores += matches!(s, Stmt::Store { buf, .. } if *buf == b) as usize);
+        let Stmt::For(top) = s else { continue };
+        let nest = chain(top);
+        let vars: Vec<VarId> = nest.iter().map(|l| l.var).collect();
+        let extents: Vec<usize> = nest.iter().map(|l| l.extent as usize).collect();
+        if let [Stmt::Store { buf, index, value }] = nest[nest.len() - 1].body.as_slice() {
+            let identity = index.len() == vars.len() && index.iter().zip(&vars).all(|(e, v)| *e == Expr::Var(*v));
+            if *buf == b && identity && extents == *shape && !value.reads(b) {
+                found = Some((i, vars));
+            }
+        }
+    }
+    match found {
+        Some(p) if stores == 1 => Ok(p),
+        _ => Err(format!("%{name} is not computed by one loop nest over all of it (one store, indexed by the nest's loops)")),
+    }
+}
+
+fn reads_buffer(s: &Stmt, b: BufId) -> bool {
+    let mut found = false;
+    s.walk_exprs(&mut |e| found |= matches!(e, Expr::Load { buf, .. } if *buf == b));
+    found
+}
+
+fn compute_at(f: &mut Func, buffer: &str, at: &str) -> Result<()> {
+    let b = f.buffer_named(buffer).ok_or_else(|| format!("no buffer named {buffer}"))?;
+    let (p, _) = producer_nest(f, b, buffer)?;
+    let v = loop_var(f, at)?;
+    let q = f.body.iter().position(|s| matches!(s, Stmt::For(l) if l.var == v || find_loop(&l.body, v).is_some()));
+    let q = q.ok_or_else(|| format!("{at} is not in a loop nest of the program"))?;
+    if q <= p {
+        return Err(format!("{at} does not run after the nest that computes %{buffer}"));
+    }
+    if f.body[p + 1..q].iter().any(|s| reads_buffer(s, b)) {
+        return Err(format!("%{buffer} is read before {at}"));
+    }
+    let producer = f.body.remove(p);
+    rewrite(f, v, |mut l| {
+        l.body.insert(0, producer);
+        vec![Stmt::For(l)]
+    });
+    Ok(())
+}
+
+fn inline(f: &mut Func, buffer: &str) -> Result<()> {
+    let b = f.buffer_named(buffer).ok_or_else(|| format!("no buffer named {buffer}"))?;
+    let (p, vars) = producer_nest(f, b, buffer)?;
+    let Stmt::For(top) = f.body.remove(p) else { unreachable!("producer_nest found a loop") };
+    let value = match chain(&top).last().map(|l| l.body.as_slice()) {
+        Some([Stmt::Store { value, .. }]) => value.clone(),
+        _ => unreachable!("producer_nest found a store"),
+    };
+    let body = std::mem::take(&mut f.body);
+    f.body = body
+        .into_iter()
+        .map(|s| {
+            s.map_exprs(&mut |e| match e {
+                Expr::Load { buf, index } if buf == b => {
+                    vars.iter().zip(index).fold(value.clone(), |acc, (&v, i)| acc.substitute(v, &i))
+                }
+                other => other,
+            })
+        })
+        .collect();
+    Ok(())
+}
+
+fn layout_block(f: &mut Func, buffer: &str, axis: usize, factor: usize) -> Result<()> {
+    let b = f.buffer_named(buffer).ok_or_else(|| format!("no buffer named {buffer}"))?;
+    let buf = f.buffer(b).clone();
+    if buf.kind != BufKind::Param || buf.layout.is_some() {
+        return Err(format!("%{buffer} is not a parameter in its argument's layout"));
+    }
+    let mut writes = false;
+    for s in &f.body {
+        s.walk(&mut |s| writes |= matches!(s, Stmt::Store { buf, .. } if *buf == b));
+    }
+    if writes {
+        return Err(format!("%{buffer} is written by the program; only inputs change layout"));
+    }
+    let rank = buf.shape.len();
+    if axis >= rank || factor < 1 || buf.shape[axis] % factor != 0 {
+        return Err(format!("axis {axis} of %{buffer} {:?} cannot be split in blocks of {factor}", buf.shape));
+    }
+    let mut view = buf.shape.clone();
+    view[axis] /= factor;
+    view.insert(axis + 1, factor);
+    let perm: Vec<usize> = (0..=axis).chain(axis + 2..=rank).chain([axis + 1]).collect();
+    let layout = Layout { view, perm };
+    f.buffers[b.index()].shape = layout.shape();
+    f.buffers[b.index()].layout = Some(layout);
+    let body = std::mem::take(&mut f.body);
+    f.body = body
+        .into_iter()
+        .map(|s| {
+            s.map_exprs(&mut |e| match e {
+                Expr::Load { buf, mut index } if buf == b => {
+                    let i = index[axis].clone();
+                    index[axis] = Expr::bin(BinOp::Div, i.clone(), Expr::Int(factor as i64));
+                    index.push(Expr::bin(BinOp::Rem, i, Expr::Int(factor as i64)));
+                    Expr::Load { buf, index }
+                }
+                other => other,
+            })
+        })
+        .collect();
     Ok(())
 }
