@@ -79,7 +79,13 @@ enum Command {
         inline_limit: usize,
     },
     /// Summarize a model: inputs, outputs, op histogram, parameters, MACs.
-    Info { model: PathBuf },
+    Info {
+        model: PathBuf,
+        /// Also run the graph optimizations and report what they did and the tensor
+        /// programs (fused groups) the model compiles to.
+        #[arg(long)]
+        optimized: bool,
+    },
     /// Write a built-in example network as ONNX (tiny-cnn: a MobileNetV3-style CNN, 3x32x32 -> 10).
     Example {
         #[arg(default_value = "tiny-cnn")]
@@ -106,7 +112,7 @@ fn main() -> ExitCode {
         Command::Compile { model, arch, cpu, threads, output } => compile(&model, &arch, cpu.as_deref(), threads, &output),
         Command::Bench { model, backend, threads, runs, warmup } => bench(&model, &backend, threads, runs, warmup),
         Command::Ir { model, print_after, inline_limit } => print_ir(&model, print_after.as_deref(), inline_limit),
-        Command::Info { model } => info(&model),
+        Command::Info { model, optimized } => info(&model, optimized),
         Command::Example { name, output, seed } => example(&name, &output, seed),
     };
     match result {
@@ -308,8 +314,10 @@ fn print_ir(model: &Path, print_after: Option<&str>, inline_limit: usize) -> Cli
     match stage {
         "lower" => {
             for step in passes::lower::lower_graph(&current).map_err(|e| e.to_string())? {
-                if let passes::lower::Step::Run(p) = step {
-                    println!("{}", ir::loops::print_func(&p.func));
+                match step {
+                    passes::lower::Step::Run(p) => println!("{}", ir::loops::print_func(&p.func)),
+                    passes::lower::Step::Once(p) => println!("# runs once, at creation\n{}", ir::loops::print_func(&p.func)),
+                    passes::lower::Step::Alias { .. } => {}
                 }
             }
             Ok(())
@@ -371,7 +379,7 @@ fn example(name: &str, output: &Path, seed: u64) -> CliResult<()> {
     Ok(())
 }
 
-fn info(model: &Path) -> CliResult<()> {
+fn info(model: &Path, optimized: bool) -> CliResult<()> {
     let g = load(model)?;
     println!("model: {}", model.display());
     if model.extension().is_none_or(|e| e != "ir") {
@@ -399,6 +407,32 @@ fn info(model: &Path) -> CliResult<()> {
     println!("parameters: {params} ({:.2} M, {:.1} MiB as f32)", params as f64 / 1e6, params as f64 * 4.0 / (1 << 20) as f64);
     let macs = g.macs();
     println!("MACs: {macs} ({:.3} G)", macs as f64 / 1e9);
+    if optimized {
+        let (after_egraph, report) = passes::egraph::optimize_with_report(&g).map_err(|e| e.to_string())?;
+        println!("{report}");
+        let mut current = after_egraph;
+        for (name, pass) in passes::pipeline::GRAPH_PASSES.iter().skip(1) {
+            current = pass(&current).map_err(|e| format!("{name}: {e}"))?;
+        }
+        let steps = passes::lower::lower_graph(&current).map_err(|e| e.to_string())?;
+        let programs: Vec<&passes::lower::Program> = steps
+            .iter()
+            .filter_map(|s| match s {
+                passes::lower::Step::Run(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let fused = programs.iter().filter(|p| p.nodes.len() > 1).count();
+        println!("optimized graph: {} nodes; tensor programs: {} ({fused} fused)", current.nodes.len(), programs.len());
+        let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+        for p in &programs {
+            let kind: Vec<&str> = p.nodes.iter().map(|&n| current.node(n).op.name()).collect();
+            *kinds.entry(kind.join("+")).or_insert(0) += 1;
+        }
+        for (k, n) in kinds {
+            println!("  {k:40} {n}");
+        }
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use crate::PassError;
 /// The graph passes, in order, with the name `chanasc ir --print-after` knows them by.
 pub const GRAPH_PASSES: &[(&str, fn(&Graph) -> Result<Graph, PassError>)] =
     &[
+        ("egraph", crate::egraph::optimize),
         ("explicit-padding", crate::graph::explicit_padding::explicit_padding),
         ("matvec-convs", crate::graph::matvec_convs::matvec_convs),
     ];

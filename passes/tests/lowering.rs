@@ -113,7 +113,7 @@ fn check_graph(g: &Graph, inputs: &[Tensor], tol: f64, pick: &dyn Fn(&ir::Node) 
     let mut written: std::collections::BTreeMap<ValueId, (Tensor, String)> = Default::default();
     for step in &steps {
         match step {
-            Step::Run(p) => {
+            Step::Run(p) | Step::Once(p) => {
                 let out = *p.args.last().ok_or("a program without args")?;
                 let node = g.producer(out).ok_or("a program computes a node's value")?;
                 let what = format!("node {} ({})", node.output, p.func.name);

@@ -190,6 +190,34 @@ pub fn source(
         arena += bytes_of(g, v).max(1).next_multiple_of(crate::plan::ALIGN);
     }
     let arena = arena.max(64);
+    // One program's call: its arguments' addresses, then the call (split across threads when
+    // it has a parallel loop), timed for the profile.
+    let call = |i: usize, p: &CompiledProgram| {
+        let args: Vec<String> = p
+            .args
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| match overrides.get(&(i, k)) {
+                Some(symbol) => format!("(void *){symbol}"),
+                None => address(plan, v, prefix),
+            })
+            .collect();
+        let call = match p.parallel_extent {
+            Some(e) => format!("chanasc_parallel_for(m->pool, {}, args, {e});", p.symbol),
+            None => format!("{}(args, 0, 1);", p.symbol),
+        };
+        format!(
+            "    {{ /* {} */\n        void *const args[] = {{{}}};\n        t0 = chanasc_now();\n        {call}\n        m->seconds[{i}] = chanasc_now() - t0;\n    }}\n",
+            p.name.replace("*/", "* /"),
+            args.join(", ")
+        )
+    };
+    // The once-programs (borders of padded tensors) run at creation.
+    let _ = writeln!(c, "static void init({prefix}_model *m) {{\n    unsigned char *A = m->arena;\n    double t0;\n    (void)A; (void)t0;");
+    for (i, p) in programs.iter().enumerate().filter(|(_, p)| p.once) {
+        c.push_str(&call(i, p));
+    }
+    c.push_str("}\n\n");
     let _ = write!(
         c,
         "{prefix}_model *{prefix}_create(int threads) {{\n\
@@ -227,26 +255,8 @@ pub fn source(
         let off = staging[g.inputs.len() + i];
         let _ = writeln!(c, "    void *out_{i} = {} ? out[{i}] : (void *)(A + {off});", aligned(&format!("out[{i}]")));
     }
-    for (i, p) in programs.iter().enumerate() {
-        let args: Vec<String> = p
-            .args
-            .iter()
-            .enumerate()
-            .map(|(k, &v)| match overrides.get(&(i, k)) {
-                Some(symbol) => format!("(void *){symbol}"),
-                None => address(plan, v, prefix),
-            })
-            .collect();
-        let call = match p.parallel_extent {
-            Some(e) => format!("chanasc_parallel_for(m->pool, {}, args, {e});", p.symbol),
-            None => format!("{}(args, 0, 1);", p.symbol),
-        };
-        let _ = write!(
-            c,
-            "    {{ /* {} */\n        void *const args[] = {{{}}};\n        t0 = chanasc_now();\n        {call}\n        m->seconds[{i}] = chanasc_now() - t0;\n    }}\n",
-            p.name.replace("*/", "* /"),
-            args.join(", ")
-        );
+    for (i, p) in programs.iter().enumerate().filter(|(_, p)| !p.once) {
+        c.push_str(&call(i, p));
     }
     for &(i, v) in &plan.output_copies {
         let _ = writeln!(c, "    memcpy(out_{i}, {}, {});", address(plan, v, prefix), bytes_of(g, v));

@@ -55,6 +55,8 @@ pub struct CompiledProgram {
     /// Floating-point operations of one run (2 per multiply-accumulate, 1 per element
     /// otherwise), for profiles.
     pub flops: u64,
+    /// Runs once, when the model is created (see `Step::Once`).
+    pub once: bool,
 }
 
 /// What `compile` needs besides the graph.
@@ -90,7 +92,11 @@ pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str) -> Result<Lo
     let steps = passes::lower::lower_graph(&graph)?;
     let mut programs = Vec::new();
     for step in &steps {
-        let Step::Run(p) = step else { continue };
+        let (p, once) = match step {
+            Step::Run(p) => (p, false),
+            Step::Once(p) => (p, true),
+            Step::Alias { .. } => continue,
+        };
         let trace = default_schedule(&p.func, target.vector_width());
         let func = trace.apply(&p.func)?;
         // Flops: 2 per multiply-accumulate of the dense ops, 1 per element of the others.
@@ -117,6 +123,7 @@ pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str) -> Result<Lo
             trace,
             args: p.args.clone(),
             flops,
+            once,
         });
     }
     Ok(Lowered { graph, steps, programs })

@@ -79,6 +79,7 @@ pub fn plan(g: &Graph, steps: &[Step]) -> MemoryPlan {
     }
     // Liveness of each storage root, in step indices.
     let mut first_def: HashMap<ValueId, usize> = HashMap::new();
+    let mut pinned: Vec<ValueId> = Vec::new();
     let mut last_use: HashMap<ValueId, usize> = HashMap::new();
     for (k, s) in steps.iter().enumerate() {
         match s {
@@ -89,6 +90,13 @@ pub fn plan(g: &Graph, steps: &[Step]) -> MemoryPlan {
                     last_use.insert(find(&root, v), k);
                 }
             }
+            // What a once-program writes must stay: its result is live from the first step
+            // to the last and shares its memory with nothing.
+            Step::Once(p) => {
+                let out = find(&root, *p.args.last().expect("a program has an output"));
+                first_def.insert(out, 0);
+                pinned.push(out);
+            }
             Step::Alias { from, .. } => {
                 last_use.insert(find(&root, *from), k);
             }
@@ -96,6 +104,9 @@ pub fn plan(g: &Graph, steps: &[Step]) -> MemoryPlan {
     }
     for &(_, v) in &output_copies {
         last_use.insert(find(&root, v), steps.len());
+    }
+    for v in pinned {
+        last_use.insert(v, usize::MAX);
     }
     // First-fit allocation in step order; a block is free again after its last use.
     let mut live: Vec<(usize, usize, usize)> = Vec::new(); // (offset, size, last use)

@@ -1,6 +1,6 @@
 //! Folds constant pads into the program that produces their input: the producer writes its
-//! result straight into the interior of the padded tensor, and the pad program only fills the
-//! border, so the unpadded tensor is never written and copied.
+//! result straight into the interior of the padded tensor, and the border is filled once,
+//! when the model is created, so the unpadded tensor is never written and copied.
 
 use std::collections::HashSet;
 
@@ -18,7 +18,7 @@ pub(super) fn fold_pads(g: &Graph, mut steps: Vec<Step>) -> Vec<Step> {
         let Op::Pad { pads, mode: PadMode::Constant, value } = &g.node(*node).op else { continue };
         let (input, padded) = (pad.args[0], pad.args[1]);
         let readers = steps.iter().filter(|s| reads(s, input)).count();
-        if readers != 1 || outputs.contains(&input) {
+        if readers != 1 || outputs.contains(&input) || outputs.contains(&padded) {
             continue;
         }
         let Some(p) = steps.iter().position(|s| matches!(s, Step::Run(r) if r.args.last() == Some(&input))) else { continue };
@@ -30,14 +30,14 @@ pub(super) fn fold_pads(g: &Graph, mut steps: Vec<Step>) -> Vec<Step> {
         let nodes = producer.nodes.clone();
         let pad_nodes = pad.nodes.clone();
         steps[p] = Step::Run(Program { func: shifted, args, nodes });
-        steps[q] = Step::Run(Program { func: border, args: vec![padded], nodes: pad_nodes });
+        steps[q] = Step::Once(Program { func: border, args: vec![padded], nodes: pad_nodes });
     }
     steps
 }
 
 fn reads(s: &Step, v: ValueId) -> bool {
     match s {
-        Step::Run(p) => p.args[..p.args.len() - 1].contains(&v),
+        Step::Run(p) | Step::Once(p) => p.args[..p.args.len() - 1].contains(&v),
         Step::Alias { from, .. } => *from == v,
     }
 }

@@ -28,6 +28,10 @@ pub struct Program {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Run(Program),
+    /// A program whose result does not change between runs (the zero border of a padded
+    /// tensor whose interior its producer writes): it runs once, when the model is created,
+    /// and its result keeps its memory for the model's lifetime.
+    Once(Program),
     /// The result is the operand's memory reinterpreted (reshape): no code runs.
     Alias {
         from: ValueId,
