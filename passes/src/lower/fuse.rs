@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use ir::loops::{BufId, BufKind, Buffer, Expr, Func, Stmt};
-use ir::{Graph, Op, TensorType, ValueId};
+use ir::{Graph, Op, TensorType, ValueDef, ValueId};
 
 use super::elementwise;
 
@@ -16,6 +16,15 @@ use super::elementwise;
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
     pub nodes: Vec<usize>,
+    /// An elementwise node whose result only the anchor (a convolution) reads: it is computed
+    /// as the anchor loads its input (the squeeze-excite scale before a projection conv).
+    pub prologue: Option<usize>,
+}
+
+/// The extents other than 1, in order: shapes that agree on them differ by unit axes only,
+/// which a reshape adds or removes without moving data.
+fn non_unit(shape: &[usize]) -> Vec<usize> {
+    shape.iter().copied().filter(|&d| d != 1).collect()
 }
 
 /// Ops an epilogue can compute per element.
@@ -47,8 +56,12 @@ pub(crate) fn groups(g: &Graph) -> Vec<Group> {
         let anchor = &g.nodes[a];
         let can_anchor = matches!(anchor.op, Op::Conv2d { .. } | Op::MatMul) || elementwise_op(&anchor.op);
         let mut best = vec![a];
+        let dense = matches!(anchor.op, Op::Conv2d { .. } | Op::MatMul);
         if can_anchor && g.ty(anchor.output).dtype == ir::DType::F32 {
             let shape = &g.ty(anchor.output).shape;
+            // A dense anchor's epilogue indexes by the anchor's result, so its members may
+            // reshape by unit axes; an elementwise group's loop needs one shape throughout.
+            let fits_shape = |s: &[usize]| if dense { non_unit(s) == non_unit(shape) } else { s == shape.as_slice() };
             let mut members = vec![a];
             let mut values: HashSet<ValueId> = [anchor.output].into();
             let mut last = a;
@@ -56,7 +69,9 @@ pub(crate) fn groups(g: &Graph) -> Vec<Group> {
             while j < g.nodes.len() && j <= last + WINDOW {
                 let n = &g.nodes[j];
                 if n.inputs.iter().any(|v| values.contains(v)) {
-                    let fits = !taken[j] && elementwise_op(&n.op) && g.ty(n.output).shape == *shape && g.ty(n.output).dtype == ir::DType::F32;
+                    let out = g.ty(n.output);
+                    let kind_ok = elementwise_op(&n.op) || (dense && matches!(n.op, Op::Reshape { .. }));
+                    let fits = !taken[j] && kind_ok && fits_shape(&out.shape) && out.dtype == ir::DType::F32;
                     if !fits {
                         break;
                     }
@@ -78,9 +93,25 @@ pub(crate) fn groups(g: &Graph) -> Vec<Group> {
         for &m in &best {
             taken[m] = true;
         }
-        out.push(Group { nodes: best });
+        out.push(Group { nodes: best, prologue: None });
     }
-    out
+    // A lone elementwise node feeding only an unpadded convolution becomes its prologue.
+    let mut absorbed = vec![false; out.len()];
+    let group_of_last: HashMap<usize, usize> = out.iter().enumerate().map(|(k, gr)| (gr.nodes[gr.nodes.len() - 1], k)).collect();
+    for k in 0..out.len() {
+        let anchor = &g.nodes[out[k].nodes[0]];
+        let Op::Conv2d { pads: [0, 0, 0, 0], .. } = anchor.op else { continue };
+        let x = anchor.inputs[0];
+        let Some(ValueDef::Node(p)) = Some(g.value(x).def.clone()) else { continue };
+        let Some(&pk) = group_of_last.get(&p.index()) else { continue };
+        let single = consumers.get(&x).is_some_and(|cs| cs.len() == 1) && !outputs.contains(&x);
+        let lone = out[pk].nodes.len() == 1 && elementwise_op(&g.nodes[p.index()].op) && g.ty(x).dtype == ir::DType::F32;
+        if single && lone && !absorbed[pk] {
+            absorbed[pk] = true;
+            out[k].prologue = Some(p.index());
+        }
+    }
+    out.into_iter().zip(absorbed).filter(|(_, a)| !a).map(|(gr, _)| gr).collect()
 }
 
 /// The values the group's members read from outside the group, in order of first use;
@@ -99,13 +130,32 @@ pub(crate) fn external_operands(g: &Graph, group: &Group, skip: &[ValueId]) -> V
 }
 
 /// The expression of group value `v`, given how to load a value from outside the group (and
-/// the anchor's own result).
-pub(crate) fn value_expr(g: &Graph, group: &Group, v: ValueId, leaf: &dyn Fn(ValueId) -> Expr) -> Result<Expr, String> {
+/// the anchor's own result) for a member whose result has the given shape.
+pub(crate) fn value_expr(g: &Graph, group: &Group, v: ValueId, leaf: &dyn Fn(ValueId, &[usize]) -> Expr) -> Result<Expr, String> {
     let member = group.nodes[1..].iter().map(|&i| &g.nodes[i]).find(|n| n.output == v);
-    let Some(node) = member else { return Ok(leaf(v)) };
-    let operands: Vec<Expr> = node.inputs.iter().map(|&u| value_expr(g, group, u, leaf)).collect::<Result<_, _>>()?;
+    let Some(node) = member else { return Ok(leaf(v, &g.ty(v).shape)) };
+    let shape = &g.ty(node.output).shape;
+    let operand = |u: ValueId| -> Result<Expr, String> {
+        if group.nodes[1..].iter().any(|&i| g.nodes[i].output == u) {
+            value_expr(g, group, u, leaf)
+        } else {
+            Ok(leaf(u, shape))
+        }
+    };
+    if matches!(node.op, Op::Reshape { .. }) {
+        // A reshape by unit axes moves no data.
+        return operand(node.inputs[0]);
+    }
+    let operands: Vec<Expr> = node.inputs.iter().map(|&u| operand(u)).collect::<Result<_, _>>()?;
     let types: Vec<&TensorType> = node.inputs.iter().map(|&u| g.ty(u)).collect();
     elementwise::apply(&node.op, &types, operands)
+}
+
+/// An index of a tensor of shape `from` as an index of a tensor of shape `to` with the same
+/// extents other than 1 (in order): unit axes index 0.
+pub(crate) fn map_index(index: &[Expr], from: &[usize], to: &[usize]) -> Vec<Expr> {
+    let mut moving = index.iter().zip(from).filter(|(_, &d)| d != 1).map(|(e, _)| e.clone());
+    to.iter().map(|&d| if d == 1 { Expr::Int(0) } else { moving.next().unwrap_or(Expr::Int(0)) }).collect()
 }
 
 /// Index expressions of an operand of shape `shape` broadcast onto an index of the result.
@@ -114,24 +164,40 @@ pub(crate) fn broadcast_exprs(index: &[Expr], shape: &[usize]) -> Vec<Expr> {
     shape.iter().enumerate().map(|(a, &d)| if d == 1 { Expr::Int(0) } else { index[skip + a].clone() }).collect()
 }
 
-/// Adds the group's epilogue to a lowered convolution or matrix product: the external
-/// operands become parameters before the result, and after the reduction a store rewrites
-/// each result element with the group's expression of it.
+/// Adds the group's epilogue (and prologue) to a lowered convolution or matrix product: a
+/// prologue's operands replace the anchor's input parameter and its expression replaces the
+/// input's loads; the external operands become parameters before the result, and after the
+/// reduction a store rewrites each result element with the group's expression of it.
 pub(crate) fn add_epilogue(mut f: Func, g: &Graph, group: &Group, externals: &[ValueId]) -> Result<Func, String> {
-    let y = *f.params().last().ok_or("the program has no result")?;
-    // New parameters go before the result: rebuild the buffer list and renumber.
+    let params: Vec<BufId> = f.params();
+    let y = *params.last().ok_or("the program has no result")?;
+    // Rebuild the buffer list in calling order and renumber; the input a prologue replaces
+    // maps to a placeholder resolved below.
+    const REPLACED: BufId = BufId(u32::MAX);
     let mut buffers: Vec<Buffer> = Vec::new();
     let mut remap: Vec<BufId> = vec![BufId(0); f.buffers.len()];
-    let params: Vec<BufId> = f.params();
-    for &p in &params[..params.len() - 1] {
-        remap[p.index()] = BufId(buffers.len() as u32);
-        buffers.push(f.buffer(p).clone());
+    let param_buffer = |name: String, t: &TensorType| Buffer { name, dtype: t.dtype, shape: t.shape.clone(), kind: BufKind::Param, layout: None };
+    let mut pro_bufs = Vec::new();
+    let prologue = group.prologue.map(|p| &g.nodes[p]);
+    for (k, &p) in params[..params.len() - 1].iter().enumerate() {
+        match (k, prologue) {
+            (0, Some(pn)) => {
+                remap[p.index()] = REPLACED;
+                for (j, &v) in pn.inputs.iter().enumerate() {
+                    pro_bufs.push(BufId(buffers.len() as u32));
+                    buffers.push(param_buffer(format!("p{j}"), g.ty(v)));
+                }
+            }
+            _ => {
+                remap[p.index()] = BufId(buffers.len() as u32);
+                buffers.push(f.buffer(p).clone());
+            }
+        }
     }
     let mut ext_bufs = Vec::new();
     for (k, &v) in externals.iter().enumerate() {
         ext_bufs.push(BufId(buffers.len() as u32));
-        let t = g.ty(v);
-        buffers.push(Buffer { name: format!("e{k}"), dtype: t.dtype, shape: t.shape.clone(), kind: BufKind::Param, layout: None });
+        buffers.push(param_buffer(format!("e{k}"), g.ty(v)));
     }
     remap[y.index()] = BufId(buffers.len() as u32);
     buffers.push(f.buffer(y).clone());
@@ -141,22 +207,48 @@ pub(crate) fn add_epilogue(mut f: Func, g: &Graph, group: &Group, externals: &[V
             buffers.push(b.clone());
         }
     }
-    let body: Vec<Stmt> = std::mem::take(&mut f.body).into_iter().map(|s| remap_buffers(s, &remap)).collect();
+    let mut body: Vec<Stmt> = std::mem::take(&mut f.body).into_iter().map(|s| remap_buffers(s, &remap)).collect();
+    if let Some(pn) = prologue {
+        let types: Vec<&TensorType> = pn.inputs.iter().map(|&v| g.ty(v)).collect();
+        let mut failed = None;
+        body = body
+            .into_iter()
+            .map(|s| {
+                s.map_exprs(&mut |e| match e {
+                    Expr::Load { buf, index } if buf == REPLACED => {
+                        let loads = pro_bufs.iter().zip(&types).map(|(&b, t)| Expr::load(b, broadcast_exprs(&index, &t.shape))).collect();
+                        elementwise::apply(&pn.op, &types, loads).unwrap_or_else(|e| {
+                            failed = Some(e);
+                            Expr::Float(0.0)
+                        })
+                    }
+                    other => other,
+                })
+            })
+            .collect();
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
     f.buffers = buffers;
     f.body = body;
     let y = remap[y.index()];
+    if group.nodes.len() == 1 {
+        return Ok(f);
+    }
     // The innermost spatial body: [init store; reduction loop].
     let spatial = innermost_spatial(&mut f.body).ok_or("the program is not an init store followed by a reduction")?;
     let Some(Stmt::Store { index, .. }) = spatial.first() else { return Err("no init store".into()) };
     let index = index.clone();
     let anchor_out = g.nodes[group.nodes[0]].output;
+    let anchor_shape = g.ty(anchor_out).shape.clone();
     let final_value = g.nodes[*group.nodes.last().ok_or("empty group")?].output;
-    let leaf = |v: ValueId| {
+    let leaf = |v: ValueId, consumer: &[usize]| {
         if v == anchor_out {
             return Expr::load(y, index.clone());
         }
         match externals.iter().position(|&e| e == v) {
-            Some(k) => Expr::load(ext_bufs[k], broadcast_exprs(&index, &g.ty(v).shape)),
+            Some(k) => Expr::load(ext_bufs[k], broadcast_exprs(&map_index(&index, &anchor_shape, consumer), &g.ty(v).shape)),
             None => Expr::Float(f32::NAN),
         }
     };

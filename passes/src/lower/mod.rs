@@ -52,7 +52,7 @@ pub fn lower_graph(g: &Graph) -> Result<Vec<Step>, PassError> {
     let mut steps = Vec::with_capacity(groups.len());
     for (i, node) in g.nodes.iter().enumerate() {
         let Some(group) = ending_at[i] else { continue };
-        if group.nodes.len() > 1 {
+        if group.nodes.len() > 1 || group.prologue.is_some() {
             steps.push(Step::Run(lower_group(g, group)?));
             continue;
         }
@@ -78,7 +78,7 @@ fn lower_group(g: &Graph, group: &fuse::Group) -> Result<Program, PassError> {
         op: anchor.op.name().to_string(),
         message,
     };
-    let ops: Vec<&str> = group.nodes.iter().map(|&i| g.nodes[i].op.name()).collect();
+    let ops: Vec<&str> = group.prologue.iter().chain(&group.nodes).map(|&i| g.nodes[i].op.name()).collect();
     let name = format!("{}_{}", ops.join("_"), last.output.0);
     let dense = matches!(anchor.op, Op::Conv2d { .. } | Op::MatMul);
     let externals = fuse::external_operands(g, group, if dense { &[] } else { &anchor.inputs });
@@ -95,7 +95,7 @@ fn lower_group(g: &Graph, group: &fuse::Group) -> Result<Program, PassError> {
         let anchor_types: Vec<&TensorType> = anchor.inputs.iter().map(|&v| g.ty(v)).collect();
         elementwise::lower_with(&mut b, &names, &types, g.ty(last.output), |loads| {
             let anchor_value = elementwise::apply(&anchor.op, &anchor_types, loads[..anchor.inputs.len()].to_vec())?;
-            let leaf = |v: ValueId| {
+            let leaf = |v: ValueId, _: &[usize]| {
                 if v == anchor.output {
                     return anchor_value.clone();
                 }
@@ -110,10 +110,14 @@ fn lower_group(g: &Graph, group: &fuse::Group) -> Result<Program, PassError> {
     if cfg!(debug_assertions) {
         ir::loops::verify::verify(&func).map_err(|e| err(format!("the fused program does not verify: {e}")))?;
     }
-    let mut args = anchor.inputs.clone();
+    let mut args = match group.prologue {
+        Some(p) => g.nodes[p].inputs.iter().chain(&anchor.inputs[1..]).copied().collect(),
+        None => anchor.inputs.clone(),
+    };
     args.extend(externals);
     args.push(last.output);
-    Ok(Program { func, args, nodes: group.nodes.iter().map(|&i| ir::NodeId(i as u32)).collect() })
+    let nodes = group.prologue.iter().chain(&group.nodes).map(|&i| ir::NodeId(i as u32)).collect();
+    Ok(Program { func, args, nodes })
 }
 
 /// Lowers one node (Ok(None) for a reshape, which is an alias).
