@@ -11,8 +11,18 @@ cargo build --release --locked -q
 PY=.venv/bin/python
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 rows=()
+opt_rows=()
 for m in "$FIX"/*.onnx; do
   name=$(basename "$m" .onnx)
+  # Graph optimization (e-graph rewrites and fusion) off and on, 1 thread, same run.
+  target/release/chanasc compile "$m" --arch x86-64 --threads 1 --no-graph-opt -o "$T/$name-noopt" >"$T/c0"
+  target/release/chanasc compile "$m" --arch x86-64 --threads 1 -o "$T/$name-opt" >"$T/c1"
+  progs0=$(grep -o "[0-9]* tensor programs" "$T/c0" | cut -d' ' -f1)
+  progs1=$(grep -o "[0-9]* tensor programs" "$T/c1" | cut -d' ' -f1)
+  before=$("$T/$name-noopt/model" --bench "$RUNS" | awk '/^median/ {print $2}')
+  after=$("$T/$name-opt/model" --bench "$RUNS" | awk '/^median/ {print $2}')
+  printf '%-20s graph optimization: off %8.3f ms (%s programs), on %8.3f ms (%s programs)\n' "$name" "$before" "$progs0" "$after" "$progs1"
+  opt_rows+=("| $name | $progs0 | $(printf %.3f "$before") | $progs1 | $(printf %.3f "$after") | $(echo "scale=2; $before / $after" | bc) |")
   for threads in 1 2; do
     start=$(date +%s.%N)
     target/release/chanasc compile "$m" --arch x86-64 --threads $threads -o "$T/$name" >/dev/null
@@ -36,7 +46,7 @@ PY
   done
 done
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
-simd=$(grep -m1 -o -w -E "avx512f|avx2" /proc/cpuinfo | head -1)
+simd=$(grep -q -w avx512f /proc/cpuinfo && echo avx512f || (grep -q -w avx2 /proc/cpuinfo && echo avx2))
 ortv=$($PY -c "import onnxruntime; print(onnxruntime.__version__)")
 {
   echo "# Benchmarks"
@@ -52,6 +62,16 @@ ortv=$($PY -c "import onnxruntime; print(onnxruntime.__version__)")
   echo "| model | threads | chanasc ms | ORT ms | ratio | compile s |"
   echo "|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
+  echo
+  echo "## Graph optimization: before and after"
+  echo
+  echo "Same machine and run, 1 thread, median of $RUNS runs. Off: \`chanasc compile --no-graph-opt\`"
+  echo "(one tensor program per graph node); on: the e-graph rewrites and fusion of elementwise"
+  echo "ops into convolution and matrix-product epilogues and prologues."
+  echo
+  echo "| model | programs off | ms off | programs on | ms on | speedup |"
+  echo "|---|---|---|---|---|---|"
+  printf '%s\n' "${opt_rows[@]}"
 } > bench/RESULTS.md.tmp
 mv bench/RESULTS.md.tmp bench/RESULTS.md
 echo "wrote bench/RESULTS.md"

@@ -53,6 +53,10 @@ enum Command {
         /// Output folder.
         #[arg(short = 'o', long)]
         output: PathBuf,
+        /// Skip the graph optimizations (e-graph rewrites and fusion): one tensor program per
+        /// graph node, to measure what they bring.
+        #[arg(long)]
+        no_graph_opt: bool,
     },
     /// Measure latency (median and p90 of repeated runs) and print a per-program profile.
     Bench {
@@ -109,7 +113,9 @@ fn main() -> ExitCode {
         Command::Run { model, inputs, output, seed, backend, threads } => {
             run(&model, &inputs, output.as_deref(), seed, &backend, threads)
         }
-        Command::Compile { model, arch, cpu, threads, output } => compile(&model, &arch, cpu.as_deref(), threads, &output),
+        Command::Compile { model, arch, cpu, threads, output, no_graph_opt } => {
+            compile(&model, &arch, cpu.as_deref(), threads, &output, !no_graph_opt)
+        }
         Command::Bench { model, backend, threads, runs, warmup } => bench(&model, &backend, threads, runs, warmup),
         Command::Ir { model, print_after, inline_limit } => print_ir(&model, print_after.as_deref(), inline_limit),
         Command::Info { model, optimized } => info(&model, optimized),
@@ -225,6 +231,7 @@ fn load_native(g: &Graph, threads: usize) -> CliResult<runtime::LoadedModel> {
         threads,
         prefix: "model".into(),
         shared_library: true,
+        optimize: true,
     };
     runtime::compile(g, &opts, &dir).map_err(|e| e.to_string())?;
     let types = |vs: &[ir::ValueId]| vs.iter().map(|&v| g.ty(v).clone()).collect::<Vec<_>>();
@@ -234,18 +241,20 @@ fn load_native(g: &Graph, threads: usize) -> CliResult<runtime::LoadedModel> {
     loaded.map_err(|e| e.to_string())
 }
 
-fn compile(model: &Path, arch: &str, cpu: Option<&str>, threads: usize, output: &Path) -> CliResult<()> {
+fn compile(model: &Path, arch: &str, cpu: Option<&str>, threads: usize, output: &Path, optimize: bool) -> CliResult<()> {
     let start = Instant::now();
     let g = load(model)?;
-    let opts = runtime::CompileOptions { target: parse_target(arch, cpu)?, threads, prefix: "model".into(), shared_library: false };
+    let opts =
+        runtime::CompileOptions { target: parse_target(arch, cpu)?, threads, prefix: "model".into(), shared_library: false, optimize };
     let r = runtime::compile(&g, &opts, output).map_err(|e| e.to_string())?;
     println!(
-        "compiled {} for {} ({}) in {:.2} s: {} tensor programs, {:.1} MiB weights, {:.1} MiB working memory",
+        "compiled {} for {} ({}) in {:.2} s: {} tensor programs (and {} run once at creation), {:.1} MiB weights, {:.1} MiB working memory",
         model.display(),
         arch,
         opts.target.cpu,
         start.elapsed().as_secs_f64(),
         r.programs,
+        r.once_programs,
         r.weight_bytes as f64 / (1 << 20) as f64,
         r.arena_bytes as f64 / (1 << 20) as f64
     );
@@ -323,7 +332,7 @@ fn print_ir(model: &Path, print_after: Option<&str>, inline_limit: usize) -> Cli
             Ok(())
         }
         "schedule" => {
-            let lowered = runtime::lower_and_schedule(&g, &llvm_backend::Target::host(), "model").map_err(|e| e.to_string())?;
+            let lowered = runtime::lower_and_schedule(&g, &llvm_backend::Target::host(), "model", true).map_err(|e| e.to_string())?;
             for p in &lowered.programs {
                 println!("# schedule: {}", p.trace.to_json());
                 println!("{}", ir::loops::print_func(&p.func));

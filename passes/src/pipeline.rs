@@ -21,3 +21,20 @@ pub fn optimize_graph(g: &Graph) -> Result<Graph, PassError> {
     }
     Ok(g)
 }
+
+/// The passes code generation needs whatever the optimization level: convolution padding as
+/// explicit pad ops (which lowering folds into their producers).
+pub const CODEGEN_PASSES: &[&str] = &["explicit-padding"];
+
+/// The graph passes for compiling: all of them, or with `optimize` off only the ones code
+/// generation needs (to measure what the optimizations bring).
+pub fn prepare_graph(g: &Graph, optimize: bool) -> Result<Graph, PassError> {
+    let mut g = g.clone();
+    for (name, pass) in GRAPH_PASSES {
+        if optimize || CODEGEN_PASSES.contains(name) {
+            g = pass(&g)?;
+            ir::graph::verify::verify(&g)?;
+        }
+    }
+    Ok(g)
+}

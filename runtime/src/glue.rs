@@ -181,7 +181,8 @@ pub fn source(
         if names.is_empty() { "0".into() } else { names.join(", ") },
         if flops.is_empty() { "0".into() } else { flops.join(", ") },
     );
-    // Kernels assume 64-byte aligned buffers; callers' buffers that are not get staged
+    // Kernels assume 64-byte aligned buffers whose size is a multiple of 64 bytes (vector code
+    // may read a whole block past a tensor's last element): the caller's buffers are staged
     // through space after the arena.
     let mut staging = Vec::new();
     let mut arena = plan.arena_bytes;
@@ -229,6 +230,10 @@ pub fn source(
          \x20       {prefix}_destroy(m);\n\
          \x20       return 0;\n\
          \x20   }}\n\
+         \x20   /* NaN everywhere: a program that read memory nothing wrote would give NaN every\n\
+         \x20    * time, not whatever the allocator left there. */\n\
+         \x20   memset(m->arena, 0xff, {arena});\n\
+         \x20   init(m);\n\
          \x20   return m;\n\
          }}\n\n\
          void {prefix}_destroy({prefix}_model *m) {{\n\
@@ -242,18 +247,16 @@ pub fn source(
          \x20   double t0;\n\
          \x20   (void)A; (void)in; (void)t0;\n"
     );
-    let aligned = |p: &str| format!("((uintptr_t)({p}) % 64 == 0)");
     for (i, &v) in g.inputs.iter().enumerate() {
         let (off, bytes) = (staging[i], bytes_of(g, v));
         let _ = writeln!(
             c,
-            "    const void *in_{i} = {} ? in[{i}] : memcpy(A + {off}, in[{i}], {bytes});",
-            aligned(&format!("in[{i}]"))
+            "    const void *in_{i} = memcpy(A + {off}, in[{i}], {bytes});"
         );
     }
     for (i, _) in g.outputs.iter().enumerate() {
         let off = staging[g.inputs.len() + i];
-        let _ = writeln!(c, "    void *out_{i} = {} ? out[{i}] : (void *)(A + {off});", aligned(&format!("out[{i}]")));
+        let _ = writeln!(c, "    void *out_{i} = (void *)(A + {off});");
     }
     for (i, p) in programs.iter().enumerate().filter(|(_, p)| !p.once) {
         c.push_str(&call(i, p));
@@ -262,7 +265,7 @@ pub fn source(
         let _ = writeln!(c, "    memcpy(out_{i}, {}, {});", address(plan, v, prefix), bytes_of(g, v));
     }
     for (i, &v) in g.outputs.iter().enumerate() {
-        let _ = writeln!(c, "    if (out_{i} != out[{i}]) memcpy(out[{i}], out_{i}, {});", bytes_of(g, v));
+        let _ = writeln!(c, "    memcpy(out[{i}], out_{i}, {});", bytes_of(g, v));
     }
     c.push_str("    return 0;\n}\n");
     c

@@ -69,6 +69,9 @@ pub struct CompileOptions {
     pub prefix: String,
     /// Also build `lib{prefix}.so` to load into this process.
     pub shared_library: bool,
+    /// Run the graph optimizations (e-graph rewrites, fusion); off, every graph node is its
+    /// own tensor program, to measure what they bring.
+    pub optimize: bool,
 }
 
 /// The lowered, scheduled programs of a graph and the graph they were made from (after the
@@ -87,9 +90,9 @@ fn parallel_extent(f: &Func) -> Option<i64> {
 }
 
 /// Runs the graph passes, lowers every node and applies the default schedules.
-pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str) -> Result<Lowered, RuntimeError> {
-    let graph = passes::pipeline::optimize_graph(g)?;
-    let steps = passes::lower::lower_graph(&graph)?;
+pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str, optimize: bool) -> Result<Lowered, RuntimeError> {
+    let graph = passes::pipeline::prepare_graph(g, optimize)?;
+    let steps = passes::lower::lower_graph_with(&graph, optimize)?;
     let mut programs = Vec::new();
     for step in &steps {
         let (p, once) = match step {
@@ -155,7 +158,9 @@ const RUNNER_C: &str = include_str!("../c/runner.c");
 /// A summary of what `compile` wrote.
 pub struct CompileReport {
     pub dir: PathBuf,
+    /// Programs of each run, and those that run once at creation.
     pub programs: usize,
+    pub once_programs: usize,
     pub arena_bytes: usize,
     pub weight_bytes: usize,
     pub object_bytes: usize,
@@ -174,11 +179,31 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), RuntimeError> {
 /// leaves no half-written output.
 pub fn compile(g: &Graph, opts: &CompileOptions, out: &Path) -> Result<CompileReport, RuntimeError> {
     let prefix = opts.prefix.as_str();
-    let lowered = lower_and_schedule(g, &opts.target, prefix)?;
+    let lowered = lower_and_schedule(g, &opts.target, prefix, opts.optimize)?;
     let graph = &lowered.graph;
     let plan = plan::plan(graph, &lowered.steps);
-    let mut blobs: Vec<Vec<u8>> = plan.weights.iter().map(|&v| weight_bytes(graph, v)).collect::<Result<_, _>>()?;
-    // Parameters that read a weight in another layout get their own transposed copy.
+    // Parameters that read a weight in another layout get their own rearranged copy; a weight
+    // read only so is not emitted as it was.
+    let rearranged: std::collections::HashSet<(usize, usize)> = lowered
+        .programs
+        .iter()
+        .enumerate()
+        .flat_map(|(k, p)| p.func.params().iter().enumerate().filter(|(_, &b)| p.func.buffer(b).layout.is_some()).map(move |(i, _)| (k, i)).collect::<Vec<_>>())
+        .collect();
+    let mut read_as_is = std::collections::HashSet::new();
+    for (k, p) in lowered.programs.iter().enumerate() {
+        for (i, &v) in p.args.iter().enumerate() {
+            if !rearranged.contains(&(k, i)) {
+                read_as_is.insert(v);
+            }
+        }
+    }
+    read_as_is.extend(plan.output_copies.iter().map(|&(_, v)| v));
+    let mut blobs: Vec<Vec<u8>> = plan
+        .weights
+        .iter()
+        .map(|&v| if read_as_is.contains(&v) { weight_bytes(graph, v) } else { Ok(Vec::new()) })
+        .collect::<Result<_, _>>()?;
     let mut overrides = std::collections::HashMap::new();
     for (k, p) in lowered.programs.iter().enumerate() {
         for (i, &param) in p.func.params().iter().enumerate() {
@@ -232,7 +257,8 @@ pub fn compile(g: &Graph, opts: &CompileOptions, out: &Path) -> Result<CompileRe
     std::fs::rename(&staging, out).map_err(|e| io_err(out, e))?;
     Ok(CompileReport {
         dir: out.to_path_buf(),
-        programs: lowered.programs.len(),
+        programs: lowered.programs.iter().filter(|p| !p.once).count(),
+        once_programs: lowered.programs.iter().filter(|p| p.once).count(),
         arena_bytes: plan.arena_bytes,
         weight_bytes: blobs.iter().map(Vec::len).sum(),
         object_bytes: object.len(),

@@ -42,7 +42,16 @@ pub enum Step {
 /// Lowers every node of a graph, in order, fusing elementwise consumers into the program of
 /// the value they consume (see `fuse`); a fused program runs where its last node was.
 pub fn lower_graph(g: &Graph) -> Result<Vec<Step>, PassError> {
-    let groups = fuse::groups(g);
+    lower_graph_with(g, true)
+}
+
+/// Lowers every node; with `fuse` off each node is its own program (to measure fusion).
+pub fn lower_graph_with(g: &Graph, fuse: bool) -> Result<Vec<Step>, PassError> {
+    let groups = if fuse {
+        fuse::groups(g)
+    } else {
+        (0..g.nodes.len()).map(|i| fuse::Group { nodes: vec![i], prologue: None }).collect()
+    };
     let mut ending_at: Vec<Option<&fuse::Group>> = vec![None; g.nodes.len()];
     for group in &groups {
         if let Some(&last) = group.nodes.last() {

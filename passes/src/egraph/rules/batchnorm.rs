@@ -120,8 +120,11 @@ fn scale_of_matmul(g: &GEGraph, id: Id) -> Option<(Id, Id, Vec<f32>)> {
                 continue;
             }
             for (mo, mch) in ops_in(g, a) {
+                if mo != Op::MatMul {
+                    continue;
+                }
                 let w = &g[mch[1]].data;
-                if mo == Op::MatMul && w.value.is_some() && w.ty.rank() == 2 {
+                if w.value.is_some() && w.ty.rank() == 2 {
                     let rank = g[a].data.ty.rank();
                     let s = per_channel(g, k, rank, rank - 1, w.ty.shape[1])?;
                     return Some((mch[0], mch[1], s));
