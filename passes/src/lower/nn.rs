@@ -85,12 +85,18 @@ fn conv2d(b: &mut Builder, ins: &[&TensorType], out: &TensorType, win: &Window, 
     let (ih, iw) = (tap(oh, kh, win, 0), tap(ow, kw, win, 1));
     let xv = padded_load(b, x, xs, [Expr::Var(n), channel, ih, iw], Expr::Float(0.0));
     let wv = Expr::load(w, vars_expr(&[oc, ic, kh, kw]));
-    let acc = Expr::bin(BinOp::Add, Expr::load(y, yi.clone()), Expr::bin(BinOp::Mul, xv, wv));
-    let mut body = vec![store(y, yi.clone(), init)];
-    body.extend(b.nest(&[ic, kh, kw], vec![store(y, yi, acc)]));
-    let nest = b.nest(&outer, body);
-    b.push(nest);
+    push_accumulation(b, &outer, &[ic, kh, kw], y, yi, init, Expr::bin(BinOp::Mul, xv, wv));
     Ok(())
+}
+
+/// The loop nest of a reduction: over `outer`, `y[yi] = init`, then over `reduce`,
+/// `y[yi] = y[yi] + term`.
+fn push_accumulation(b: &mut Builder, outer: &[VarId], reduce: &[VarId], y: BufId, yi: Vec<Expr>, init: Expr, term: Expr) {
+    let acc = Expr::bin(BinOp::Add, Expr::load(y, yi.clone()), term);
+    let mut body = vec![store(y, yi.clone(), init)];
+    body.extend(b.nest(reduce, vec![store(y, yi, acc)]));
+    let nest = b.nest(outer, body);
+    b.push(nest);
 }
 
 /// Output channels per block of a channel-blocked convolution.
@@ -127,11 +133,7 @@ fn conv2d_channel_blocked(b: &mut Builder, ins: &[&TensorType], out: &TensorType
     let (ih, iw) = (tap(oh, kh, win, 0), tap(ow, kw, win, 1));
     let xv = padded_load(b, x, xs, [Expr::Var(n), Expr::Var(ic), ih, iw], Expr::Float(0.0));
     let wv = Expr::load(w, vars_expr(&[ob, ic, kh, kw, oi]));
-    let acc = Expr::bin(BinOp::Add, Expr::load(y, yi.clone()), Expr::bin(BinOp::Mul, xv, wv));
-    let mut body = vec![store(y, yi.clone(), init)];
-    body.extend(b.nest(&[ic, kh, kw], vec![store(y, yi, acc)]));
-    let nest = b.nest(&outer, body);
-    b.push(nest);
+    push_accumulation(b, &outer, &[ic, kh, kw], y, yi, init, Expr::bin(BinOp::Mul, xv, wv));
     Ok(())
 }
 
