@@ -18,15 +18,24 @@ pub(super) fn fold_pads(g: &Graph, mut steps: Vec<Step>) -> Vec<Step> {
         let Op::Pad { pads, mode: PadMode::Constant, value } = &g.node(*node).op else { continue };
         let (input, padded) = (pad.args[0], pad.args[1]);
         let readers = steps.iter().filter(|s| reads(s, input)).count();
-        if readers != 1 || outputs.contains(&input) || outputs.contains(&padded) {
+        if outputs.contains(&padded) {
             continue;
         }
         let Some(p) = steps.iter().position(|s| matches!(s, Step::Run(r) if r.args.last() == Some(&input))) else { continue };
         let Step::Run(producer) = &steps[p] else { continue };
-        let Some(shifted) = write_shifted(&producer.func, g.ty(input), g.ty(padded), pads) else { continue };
         let Some(border) = border_fill(&format!("pad_border_{}", padded.0), g.ty(input), g.ty(padded), pads, *value) else { continue };
         let mut args = producer.args.clone();
-        *args.last_mut().expect("programs have a result") = padded;
+        let shifted = if readers == 1 && !outputs.contains(&input) {
+            // The pad is the only reader: the producer writes the padded tensor instead.
+            let Some(f) = write_shifted(&producer.func, g.ty(input), g.ty(padded), pads) else { continue };
+            *args.last_mut().expect("programs have a result") = padded;
+            f
+        } else {
+            // Others read the unpadded tensor too: the producer writes both.
+            let Some(f) = write_both(&producer.func, g.ty(input), g.ty(padded), pads) else { continue };
+            args.insert(args.len() - 1, padded);
+            f
+        };
         let nodes = producer.nodes.clone();
         let pad_nodes = pad.nodes.clone();
         steps[p] = Step::Run(Program { func: shifted, args, nodes });
@@ -61,6 +70,69 @@ fn write_shifted(f: &Func, unpadded: &TensorType, padded: &TensorType, pads: &[u
     debug_assert_eq!(pads.len(), 2 * rank);
     ir::loops::verify::verify(&f).ok()?;
     Some(f)
+}
+
+/// The producer also storing its final result into the interior of the padded tensor (a
+/// new parameter before its result): after the last store of a convolution's or matrix
+/// product's output element, `padded[i + pads] = y[i]`.
+fn write_both(f: &Func, unpadded: &TensorType, padded: &TensorType, pads: &[usize]) -> Option<Func> {
+    let y: BufId = *f.params().last()?;
+    if f.buffer(y).shape != unpadded.shape {
+        return None;
+    }
+    let mut f = f.clone();
+    // The new parameter goes before the result: it takes the result's id, and the result
+    // and every later buffer move up by one.
+    let yp = y;
+    let mut buffers = f.buffers.clone();
+    let buf = ir::loops::Buffer { name: "ypad".into(), dtype: padded.dtype, shape: padded.shape.clone(), kind: ir::loops::BufKind::Param, layout: None };
+    buffers.insert(yp.index(), buf);
+    let bump = |b: BufId| if b.index() >= yp.index() { BufId(b.0 + 1) } else { b };
+    let body = std::mem::take(&mut f.body);
+    let mut body: Vec<Stmt> = body
+        .into_iter()
+        .map(|s| {
+            let s = s.map_exprs(&mut |e| match e {
+                Expr::Load { buf, index } => Expr::Load { buf: bump(buf), index },
+                other => other,
+            });
+            bump_stores(s, &bump)
+        })
+        .collect();
+    f.buffers = buffers;
+    let y = bump(y);
+    let spatial = final_store_body(&mut body, y)?;
+    let Some(Stmt::Store { index, .. }) = spatial.last() else { return None };
+    let index = index.clone();
+    let shifted: Vec<Expr> = index.iter().enumerate().map(|(a, e)| if pads[a] == 0 { e.clone() } else { add(e.clone(), int(pads[a] as i64)) }).collect();
+    spatial.push(store(yp, shifted, Expr::load(y, index)));
+    f.body = body;
+    ir::loops::verify::verify(&f).ok()?;
+    Some(f)
+}
+
+/// The statement list whose last statement is the final store to `y` of a dense op: the
+/// innermost spatial body, [init, reduction loop, epilogue stores...].
+fn final_store_body(body: &mut Vec<Stmt>, y: BufId) -> Option<&mut Vec<Stmt>> {
+    let is_final = matches!(body.as_slice(), [Stmt::Store { buf, .. }, Stmt::For(_), ..] if *buf == y);
+    if is_final {
+        return matches!(body.last(), Some(Stmt::Store { buf, .. }) if *buf == y).then_some(body);
+    }
+    match body.as_mut_slice() {
+        [Stmt::For(l)] => final_store_body(&mut l.body, y),
+        _ => None,
+    }
+}
+
+fn bump_stores(s: Stmt, bump: &dyn Fn(BufId) -> BufId) -> Stmt {
+    match s {
+        Stmt::Store { buf, index, value } => Stmt::Store { buf: bump(buf), index, value },
+        Stmt::For(mut l) => {
+            l.body = l.body.into_iter().map(|s| bump_stores(s, bump)).collect();
+            Stmt::For(l)
+        }
+        Stmt::If { cond, then } => Stmt::If { cond, then: then.into_iter().map(|s| bump_stores(s, bump)).collect() },
+    }
 }
 
 fn shift_stmt(s: Stmt, y: BufId, shift: &dyn Fn(Vec<Expr>) -> Vec<Expr>) -> Stmt {

@@ -205,16 +205,22 @@ fn cache_write(f: &mut Func, buffer: &str, at: &str) -> Result<()> {
     };
     // Stores after the reduction (a fused epilogue) rewrite the same element; they are
     // applied to the accumulator as it is written back.
+    // Stores to other buffers after them (a copy into a padded tensor) read the final value.
     let mut finish: Option<Expr> = None;
+    let mut copies: Vec<(ir::loops::BufId, Vec<Expr>, Expr)> = Vec::new();
     for s in &epilogue {
         match s {
-            Stmt::Store { buf, index, value } if *buf == b && *index == idx => {
+            Stmt::Store { buf, index, value } if *buf == b && *index == idx && copies.is_empty() => {
                 let previous = finish.take();
                 finish = Some(value.clone().map(&mut |e| match (e, &previous) {
                     (Expr::Load { buf, index }, Some(p)) if buf == b && index == idx => p.clone(),
                     (other, _) => other,
                 }));
             }
+            Stmt::Store { buf, index, value } if *buf != b && !value.clone().map(&mut |e| match e {
+                Expr::Load { buf, index } if buf == b && index == idx => Expr::Float(0.0),
+                other => other,
+            }).reads(b) => copies.push((*buf, index.clone(), value.clone())),
             _ => return Err(format!("a statement after the reduction below {at} is not a store to the same element of %{buffer}")),
         }
     }
@@ -271,7 +277,16 @@ fn cache_write(f: &mut Func, buffer: &str, at: &str) -> Result<()> {
             ),
             None => acc_load,
         };
-        vec![Stmt::Store { buf: b, index, value }]
+        // The copies read the final value, as the stored element.
+        let mut stores = vec![Stmt::Store { buf: b, index, value: value.clone() }];
+        for (buf, cindex, cvalue) in &copies {
+            let cvalue = cvalue.clone().map(&mut |e| match e {
+                Expr::Load { buf: lb, index: li } if lb == b && li == idx => value.clone(),
+                other => other,
+            });
+            stores.push(Stmt::Store { buf: *buf, index: cindex.iter().map(|e| onto(e.clone(), fresh)).collect(), value: onto(cvalue, fresh) });
+        }
+        stores
     });
     rewrite(f, v, |l| {
         let body = [init_part, reduce_part, write_part].concat();
