@@ -326,7 +326,7 @@ fn print_ir(model: &Path, print_after: Option<&str>, inline_limit: usize) -> Cli
                 match step {
                     passes::lower::Step::Run(p) => println!("{}", ir::loops::print_func(&p.func)),
                     passes::lower::Step::Once(p) => println!("# runs once, at creation\n{}", ir::loops::print_func(&p.func)),
-                    passes::lower::Step::Alias { .. } => {}
+                    passes::lower::Step::Alias { .. } | passes::lower::Step::StageInput { .. } => {}
                 }
             }
             Ok(())

@@ -24,6 +24,18 @@ fn check(model: &std::path::Path) -> Result<String, String> {
     let secs = start.elapsed().as_secs_f64();
     let rel = support::compare(&got[0], &want, 1e-4)?;
     let mut report = format!("{} nodes, IR round-trip ok, interp rel error {rel:.2e} ({secs:.2} s)", g.nodes.len());
+    // After graph optimization every batch norm, activation, residual add and squeeze-excite
+    // multiply of mobilenet_v3_large is fused into a neighbour: at most one tensor program
+    // per Conv, Gemm and global pool of the model (reported for the others).
+    let summary = frontend::summarize_onnx(&std::fs::read(model).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let budget: usize = ["Conv", "Gemm", "GlobalAveragePool"].iter().map(|op| summary.op_histogram.get(*op).copied().unwrap_or(0)).sum();
+    let optimized = passes::pipeline::prepare_graph(&g, true).map_err(|e| e.to_string())?;
+    let steps = passes::lower::lower_graph(&optimized).map_err(|e| e.to_string())?;
+    let programs = steps.iter().filter(|s| matches!(s, passes::lower::Step::Run(_))).count();
+    if programs > budget && model.ends_with("mobilenet_v3_large.onnx") {
+        return Err(format!("{programs} tensor programs after fusion, more than the {budget} Conv + Gemm + global pools"));
+    }
+    report.push_str(&format!(", {programs} tensor programs (budget {budget})"));
     for arch in ["x86-64", "aarch64"] {
         match native(model, arch, &want)? {
             Some(rel) => report.push_str(&format!(", {arch} {rel:.2e}")),

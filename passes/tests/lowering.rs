@@ -129,6 +129,21 @@ fn check_graph(g: &Graph, inputs: &[Tensor], tol: f64, pick: &dyn Fn(&ir::Node) 
                 written.insert(out, (got, what));
                 ran += 1;
             }
+            Step::StageInput { input, into, pads } => {
+                // The input's rows land in the padded tensor's interior.
+                let x = vals[input.index()].as_ref().map_err(|e| format!("reference: {e}"))?;
+                let want = vals[into.index()].as_ref().map_err(|e| format!("reference: {e}"))?;
+                let mut padded = written.remove(into).map(|w| w.0).unwrap_or_else(|| poisoned(want));
+                let (xs, ps) = (&x.shape, &padded.shape.clone());
+                if let (Some(src), ir::TensorData::F32(dst)) = (x.as_f32(), &mut padded.data) {
+                    for r in 0..xs[0] * xs[1] * xs[2] {
+                        let (nc, h) = (r / xs[2], r % xs[2]);
+                        let at = (nc * ps[2] + h + pads[2]) * ps[3] + pads[3];
+                        dst[at..at + xs[3]].copy_from_slice(&src[r * xs[3]..(r + 1) * xs[3]]);
+                    }
+                }
+                written.insert(*into, (padded, format!("staged input {input}")));
+            }
             Step::Alias { from, to } => {
                 let same = match (&vals[from.index()], &vals[to.index()]) {
                     (Ok(a), Ok(b)) => a.data == b.data,

@@ -126,6 +126,7 @@ pub fn source(
     programs: &[CompiledProgram],
     plan: &MemoryPlan,
     overrides: &HashMap<(usize, usize), String>,
+    staged: &[(usize, ValueId, Vec<usize>)],
     blobs: usize,
     prefix: &str,
 ) -> String {
@@ -249,10 +250,29 @@ pub fn source(
     );
     for (i, &v) in g.inputs.iter().enumerate() {
         let (off, bytes) = (staging[i], bytes_of(g, v));
-        let _ = writeln!(
-            c,
-            "    const void *in_{i} = memcpy(A + {off}, in[{i}], {bytes});"
-        );
+        match staged.iter().find(|(pos, _, _)| *pos == i) {
+            Some((_, into, pads)) => {
+                // Rows of the input into the interior of its padded tensor.
+                let s = &g.ty(v).shape;
+                let p = &g.ty(*into).shape;
+                let dst = address(plan, *into, prefix);
+                let esize = g.ty(v).dtype.size_bytes();
+                let _ = writeln!(
+                    c,
+                    "    const void *in_{i} = in[{i}];\n    for (int64_t r = 0; r < {rows}; r++) {{\n        int64_t h = r % {h};\n        int64_t nc = r / {h};\n        memcpy((unsigned char *){dst} + ((nc * {ph} + h + {pt}) * {pw} + {pl}) * {esize}, (const unsigned char *)in[{i}] + r * {w} * {esize}, {w} * {esize});\n    }}",
+                    rows = s[0] * s[1] * s[2],
+                    h = s[2],
+                    w = s[3],
+                    ph = p[2],
+                    pw = p[3],
+                    pt = pads[2],
+                    pl = pads[3],
+                );
+            }
+            None => {
+                let _ = writeln!(c, "    const void *in_{i} = memcpy(A + {off}, in[{i}], {bytes});");
+            }
+        }
     }
     for (i, _) in g.outputs.iter().enumerate() {
         let off = staging[g.inputs.len() + i];

@@ -98,7 +98,7 @@ pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str, optimize: bo
         let (p, once) = match step {
             Step::Run(p) => (p, false),
             Step::Once(p) => (p, true),
-            Step::Alias { .. } => continue,
+            Step::Alias { .. } | Step::StageInput { .. } => continue,
         };
         let trace = default_schedule(&p.func, target.vector_width());
         let func = trace.apply(&p.func)?;
@@ -231,7 +231,18 @@ pub fn compile(g: &Graph, opts: &CompileOptions, out: &Path) -> Result<CompileRe
     let arch = opts.target.arch;
     write(&staging, &format!("{prefix}.o"), &object)?;
     write(&staging, &format!("{prefix}.h"), glue::header(graph, prefix, opts.threads).as_bytes())?;
-    let glue = glue::source(graph, &lowered.programs, &plan, &overrides, blobs.len(), prefix);
+    let staged: Vec<(usize, ValueId, Vec<usize>)> = lowered
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::StageInput { input, into, pads } => {
+                let pos = graph.inputs.iter().position(|v| v == input)?;
+                Some((pos, *into, pads.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let glue = glue::source(graph, &lowered.programs, &plan, &overrides, &staged, blobs.len(), prefix);
     write(&staging, &format!("{prefix}_glue.c"), glue.as_bytes())?;
     write(&staging, "chanasc_runtime.c", RUNTIME_C.as_bytes())?;
     write(&staging, "chanasc_runtime.h", RUNTIME_H.as_bytes())?;

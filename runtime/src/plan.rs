@@ -100,6 +100,8 @@ pub fn plan(g: &Graph, steps: &[Step]) -> MemoryPlan {
             Step::Alias { from, .. } => {
                 last_use.insert(find(&root, *from), k);
             }
+            // The padded tensor is pinned by its border's once-program.
+            Step::StageInput { .. } => {}
         }
     }
     for &(_, v) in &output_copies {

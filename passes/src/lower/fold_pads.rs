@@ -12,6 +12,7 @@ use super::{add, constant, int, store, vars_expr, Builder, Program, Step};
 
 pub(super) fn fold_pads(g: &Graph, mut steps: Vec<Step>) -> Vec<Step> {
     let outputs: HashSet<ValueId> = g.outputs.iter().copied().collect();
+    let mut staged = Vec::new();
     for q in 0..steps.len() {
         let Step::Run(pad) = &steps[q] else { continue };
         let [node] = pad.nodes.as_slice() else { continue };
@@ -19,6 +20,16 @@ pub(super) fn fold_pads(g: &Graph, mut steps: Vec<Step>) -> Vec<Step> {
         let (input, padded) = (pad.args[0], pad.args[1]);
         let readers = steps.iter().filter(|s| reads(s, input)).count();
         if outputs.contains(&padded) {
+            continue;
+        }
+        // A graph input padded on its last two axes is copied into the padded tensor as the
+        // run starts, instead of by a program.
+        let spatial_only = pads.len() == 8 && [0, 1, 4, 5].iter().all(|&a| pads[a] == 0);
+        if matches!(g.value(input).def, ir::ValueDef::Input(_)) && readers == 1 && spatial_only {
+            let Some(border) = border_fill(&format!("pad_border_{}", padded.0), g.ty(input), g.ty(padded), pads, *value) else { continue };
+            let pad_nodes = pad.nodes.clone();
+            steps[q] = Step::Once(Program { func: border, args: vec![padded], nodes: pad_nodes });
+            staged.push((q, Step::StageInput { input, into: padded, pads: pads.clone() }));
             continue;
         }
         let Some(p) = steps.iter().position(|s| matches!(s, Step::Run(r) if r.args.last() == Some(&input))) else { continue };
@@ -41,6 +52,10 @@ pub(super) fn fold_pads(g: &Graph, mut steps: Vec<Step>) -> Vec<Step> {
         steps[p] = Step::Run(Program { func: shifted, args, nodes });
         steps[q] = Step::Once(Program { func: border, args: vec![padded], nodes: pad_nodes });
     }
+    // Staging steps go where their pads were, latest first so positions stay valid.
+    for (q, step) in staged.into_iter().rev() {
+        steps.insert(q, step);
+    }
     steps
 }
 
@@ -48,6 +63,7 @@ fn reads(s: &Step, v: ValueId) -> bool {
     match s {
         Step::Run(p) | Step::Once(p) => p.args[..p.args.len() - 1].contains(&v),
         Step::Alias { from, .. } => *from == v,
+        Step::StageInput { input, .. } => *input == v,
     }
 }
 

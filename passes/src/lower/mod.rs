@@ -32,6 +32,10 @@ pub enum Step {
     /// tensor whose interior its producer writes): it runs once, when the model is created,
     /// and its result keeps its memory for the model's lifetime.
     Once(Program),
+    /// At the start of each run, the graph input `input` is copied into the interior of
+    /// `into` (its zero-padded form, whose border a `Once` program fills): the input's pad
+    /// costs no program. `pads` are the leading pads of each axis, then the trailing ones.
+    StageInput { input: ValueId, into: ValueId, pads: Vec<usize> },
     /// The result is the operand's memory reinterpreted (reshape): no code runs.
     Alias {
         from: ValueId,
