@@ -95,6 +95,19 @@ impl Stmt {
         }
     }
 
+    /// Rewrites the target (buffer and index) of every store in this statement and the nested
+    /// ones; the stored values are left as they are.
+    pub fn map_stores(self, f: &mut impl FnMut(BufId, Vec<Expr>) -> (BufId, Vec<Expr>)) -> Stmt {
+        match self {
+            Stmt::Store { buf, index, value } => {
+                let (buf, index) = f(buf, index);
+                Stmt::Store { buf, index, value }
+            }
+            Stmt::For(l) => Stmt::For(Loop { body: l.body.into_iter().map(|s| s.map_stores(f)).collect(), ..l }),
+            Stmt::If { cond, then } => Stmt::If { cond, then: then.into_iter().map(|s| s.map_stores(f)).collect() },
+        }
+    }
+
     pub fn substitute(self, var: VarId, with: &Expr) -> Stmt {
         self.map_exprs(&mut |e| match e {
             Expr::Var(v) if v == var => with.clone(),

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use egg::{Analysis, DidMerge, EGraph, Extractor, Id, Language, Runner};
-use ir::graph::{BinaryOp, UnaryOp};
 use ir::{Graph, Op, Tensor, TensorType, ValueDef, ValueId};
 
 use crate::PassError;
@@ -406,13 +405,4 @@ fn from_egraph(src: &Graph, egraph: &GEGraph, roots: &[Id]) -> Result<Graph, Pas
 /// Is `t` a constant whose every element is `x`?
 pub fn all_equal(t: &Tensor, x: f32) -> bool {
     t.as_f32().is_some_and(|v| v.iter().all(|&e| e == x))
-}
-
-/// Helpers for rules on ops without attributes.
-pub fn binary(op: BinaryOp) -> Op {
-    Op::Binary(op)
-}
-
-pub fn unary(op: UnaryOp) -> Op {
-    Op::Unary(op)
 }

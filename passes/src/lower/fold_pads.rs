@@ -112,7 +112,7 @@ fn write_both(f: &Func, unpadded: &TensorType, padded: &TensorType, pads: &[usiz
                 Expr::Load { buf, index } => Expr::Load { buf: bump(buf), index },
                 other => other,
             });
-            bump_stores(s, &bump)
+            s.map_stores(&mut |buf, index| (bump(buf), index))
         })
         .collect();
     f.buffers = buffers;
@@ -140,37 +140,15 @@ fn final_store_body(body: &mut Vec<Stmt>, y: BufId) -> Option<&mut Vec<Stmt>> {
     }
 }
 
-fn bump_stores(s: Stmt, bump: &dyn Fn(BufId) -> BufId) -> Stmt {
-    match s {
-        Stmt::Store { buf, index, value } => Stmt::Store { buf: bump(buf), index, value },
-        Stmt::For(mut l) => {
-            l.body = l.body.into_iter().map(|s| bump_stores(s, bump)).collect();
-            Stmt::For(l)
-        }
-        Stmt::If { cond, then } => Stmt::If { cond, then: then.into_iter().map(|s| bump_stores(s, bump)).collect() },
-    }
-}
-
 fn shift_stmt(s: Stmt, y: BufId, shift: &dyn Fn(Vec<Expr>) -> Vec<Expr>) -> Stmt {
     // Loads anywhere in the statement (map_exprs reaches nested ones), then the stores.
     let s = s.map_exprs(&mut |e| match e {
         Expr::Load { buf, index } if buf == y => Expr::Load { buf, index: shift(index) },
         other => other,
     });
-    shift_stores(s, y, shift)
+    s.map_stores(&mut |buf, index| if buf == y { (buf, shift(index)) } else { (buf, index) })
 }
 
-fn shift_stores(s: Stmt, y: BufId, shift: &dyn Fn(Vec<Expr>) -> Vec<Expr>) -> Stmt {
-    match s {
-        Stmt::Store { buf, index, value } if buf == y => Stmt::Store { buf, index: shift(index), value },
-        Stmt::For(mut l) => {
-            l.body = l.body.into_iter().map(|s| shift_stores(s, y, shift)).collect();
-            Stmt::For(l)
-        }
-        Stmt::If { cond, then } => Stmt::If { cond, then: then.into_iter().map(|s| shift_stores(s, y, shift)).collect() },
-        other => other,
-    }
-}
 
 /// A program that writes `value` to the border of the padded tensor and leaves its interior:
 /// for each axis, the slabs before and after the interior along it, with the axes before it

@@ -274,16 +274,5 @@ fn remap_buffers(s: Stmt, remap: &[BufId]) -> Stmt {
         Expr::Load { buf, index } => Expr::Load { buf: remap[buf.index()], index },
         other => other,
     });
-    remap_stores(s, remap)
-}
-
-fn remap_stores(s: Stmt, remap: &[BufId]) -> Stmt {
-    match s {
-        Stmt::Store { buf, index, value } => Stmt::Store { buf: remap[buf.index()], index, value },
-        Stmt::For(mut l) => {
-            l.body = l.body.into_iter().map(|s| remap_stores(s, remap)).collect();
-            Stmt::For(l)
-        }
-        Stmt::If { cond, then } => Stmt::If { cond, then: then.into_iter().map(|s| remap_stores(s, remap)).collect() },
-    }
+    s.map_stores(&mut |buf, index| (remap[buf.index()], index))
 }
