@@ -1,5 +1,7 @@
 //! The `chanasc` command line: parses arguments and wires the library crates together.
 
+mod nas_cli;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -90,6 +92,24 @@ enum Command {
         #[arg(long)]
         optimized: bool,
     },
+    /// Write an architecture of the Once-for-All MobileNetV3 space as ONNX (random weights).
+    ExportArch {
+        /// Arch config JSON: {"ks": [20], "e": [20], "d": [5], "r": int}.
+        arch: PathBuf,
+        /// Width multiplier of the space: 1.0 or 1.2.
+        #[arg(long, default_value_t = 1.2)]
+        width: f64,
+        /// Seed of the random weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// Architecture search tools: evaluate an architecture, list its blocks.
+    Nas {
+        #[command(subcommand)]
+        command: nas_cli::NasCommand,
+    },
     /// Write a built-in example network as ONNX (tiny-cnn: a MobileNetV3-style CNN, 3x32x32 -> 10).
     Example {
         #[arg(default_value = "tiny-cnn")]
@@ -120,6 +140,8 @@ fn main() -> ExitCode {
         Command::Ir { model, print_after, inline_limit } => print_ir(&model, print_after.as_deref(), inline_limit),
         Command::Info { model, optimized } => info(&model, optimized),
         Command::Example { name, output, seed } => example(&name, &output, seed),
+        Command::ExportArch { arch, width, seed, output } => nas_cli::export_arch(&arch, width, seed, &output),
+        Command::Nas { command } => nas_cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
