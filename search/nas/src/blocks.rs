@@ -210,6 +210,8 @@ impl Block {
                     se: flag(take("se")?)?,
                     hs: flag(take("hs")?)?,
                 };
+                // `%` rather than is_multiple_of, which needs Rust 1.87 (the workspace supports 1.85).
+                #[allow(clippy::manual_is_multiple_of)]
                 if m.kernel % 2 == 0 || !(1..=2).contains(&m.stride) || m.out_size() != so {
                     return Err(bad("kernel, stride and output size do not fit".into()));
                 }

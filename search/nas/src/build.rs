@@ -586,6 +586,19 @@ mod tests {
         );
     }
 
+    /// Every distinct block of the w1.2 space at 160 (what a latency table measures) builds
+    /// alone and imports with the shapes its key names.
+    #[test]
+    fn every_block_of_the_space_builds_alone() {
+        let mut w = RandomWeights::new(0);
+        for b in crate::blocks::space_blocks(1.2, 160).unwrap() {
+            let g = frontend::import_model(&build_block(&b, &mut w).unwrap()).unwrap();
+            assert_eq!(g.ty(g.inputs[0]).shape, b.input_shape().to_vec(), "{b}");
+            assert_eq!(g.ty(g.outputs[0]).shape, b.output_shape(), "{b}");
+            assert_eq!(g.macs(), b.macs(), "{b}");
+        }
+    }
+
     /// Each block alone imports with the shapes its key names, and the blocks of a network,
     /// chained, compute what the network computes.
     #[test]

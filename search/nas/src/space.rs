@@ -214,6 +214,8 @@ impl ArchConfig {
         check("ks", &self.ks, BLOCKS, &KERNELS)?;
         check("e", &self.e, BLOCKS, &EXPANDS)?;
         check("d", &self.d, STAGES, &DEPTHS)?;
+        // `%` rather than is_multiple_of, which needs Rust 1.87 (the workspace supports 1.85).
+        #[allow(clippy::manual_is_multiple_of)]
         if self.r < 32 || self.r % 16 != 0 {
             return Err(NasError::Arch(format!(
                 "r = {}: the resolution must be a multiple of 16, at least 32",

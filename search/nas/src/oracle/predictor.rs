@@ -55,11 +55,11 @@ struct TensorInfo {
     data_offsets: [usize; 2],
 }
 
+/// A tensor's shape and its values.
+pub type Tensor = (Vec<usize>, Vec<f32>);
+
 /// Reads every f32 tensor of a safetensors file; `origin` names it in errors.
-pub fn read_safetensors(
-    bytes: &[u8],
-    origin: &str,
-) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
+pub fn read_safetensors(bytes: &[u8], origin: &str) -> Result<HashMap<String, Tensor>> {
     let bad = |m: String| NasError::parse(origin, 0, format!("not a valid safetensors file: {m}"));
     let len_bytes: [u8; 8] = bytes
         .get(..8)
