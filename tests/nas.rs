@@ -189,6 +189,7 @@ fn exported_network_runs_and_matches_onnx_runtime() {
             std::fs::read(&model).unwrap()
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `chanasc info` on the largest and smallest w1.2 networks: MACs as the block list counts
@@ -223,6 +224,7 @@ fn info_reports_params_and_macs_of_the_extremes() {
             "{info}"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -247,6 +249,7 @@ fn nas_blocks_lists_keys() {
         out.contains("Conv-input:224x224x3-output:112x112x16"),
         "{out}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -382,6 +385,7 @@ fn nas_eval_with_table_and_command_oracles() {
         &chanasc(&["nas", "eval", &a, "--lut", lut.to_str().unwrap()]),
         &["lut.yaml:2", "count"],
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -437,4 +441,5 @@ fn nas_eval_with_ofa_data() {
         ]),
         &["w1.2"],
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
