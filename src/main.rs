@@ -77,7 +77,8 @@ enum Command {
     Ir {
         model: PathBuf,
         /// Print the IR after this stage instead of after import: a graph pass
-        /// (explicit-padding), lower (loop IR of every program) or schedule (scheduled).
+        /// (egraph, explicit-padding, matvec-convs, fuse), lower (loop IR of every program) or
+        /// schedule (scheduled).
         #[arg(long)]
         print_after: Option<String>,
         /// Constants with at most this many elements are printed inline.
@@ -443,6 +444,12 @@ fn info(model: &Path, optimized: bool) -> CliResult<()> {
         println!("{report}");
         let mut current = after_egraph;
         for (name, pass) in passes::pipeline::GRAPH_PASSES.iter().skip(1) {
+            if *name == "fuse" {
+                let (fused, report) = passes::egraph::fuse_with_report(&current).map_err(|e| format!("{name}: {e}"))?;
+                println!("fusion {report}");
+                current = fused;
+                continue;
+            }
             current = pass(&current).map_err(|e| format!("{name}: {e}"))?;
         }
         let steps = passes::lower::lower_graph(&current).map_err(|e| e.to_string())?;
@@ -453,12 +460,20 @@ fn info(model: &Path, optimized: bool) -> CliResult<()> {
                 _ => None,
             })
             .collect();
-        let fused = programs.iter().filter(|p| p.nodes.len() > 1).count();
+        let steps_of = |p: &passes::lower::Program| -> Vec<&'static str> {
+            p.nodes
+                .iter()
+                .flat_map(|&n| match &current.node(n).op {
+                    ir::Op::Fused(f) => f.steps.iter().map(|s| s.op.name()).collect(),
+                    op => vec![op.name()],
+                })
+                .collect()
+        };
+        let fused = programs.iter().filter(|p| steps_of(p).len() > 1).count();
         println!("optimized graph: {} nodes; tensor programs: {} ({fused} fused)", current.nodes.len(), programs.len());
         let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
         for p in &programs {
-            let kind: Vec<&str> = p.nodes.iter().map(|&n| current.node(n).op.name()).collect();
-            *kinds.entry(kind.join("+")).or_insert(0) += 1;
+            *kinds.entry(steps_of(p).join("+")).or_insert(0) += 1;
         }
         for (k, n) in kinds {
             println!("  {k:40} {n}");

@@ -20,7 +20,7 @@ fn check(model: &std::path::Path) -> Result<String, String> {
     let input = frontend::npy::read_npy(&stem.with_extension("input.npy")).map_err(|e| e.to_string())?;
     let want = frontend::npy::read_npy(&stem.with_extension("output.npy")).map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let got = interp::run(&g, &[input]).map_err(|e| e.to_string())?;
+    let got = interp::run(&g, &[input.clone()]).map_err(|e| e.to_string())?;
     let secs = start.elapsed().as_secs_f64();
     let rel = support::compare(&got[0], &want, 1e-4)?;
     let mut report = format!("{} nodes, IR round-trip ok, interp rel error {rel:.2e} ({secs:.2} s)", g.nodes.len());
@@ -30,6 +30,17 @@ fn check(model: &std::path::Path) -> Result<String, String> {
     let summary = frontend::summarize_onnx(&std::fs::read(model).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let budget: usize = ["Conv", "Gemm", "GlobalAveragePool"].iter().map(|op| summary.op_histogram.get(*op).copied().unwrap_or(0)).sum();
     let optimized = passes::pipeline::prepare_graph(&g, true).map_err(|e| e.to_string())?;
+    // The optimized graph (fused ops included) prints and parses too, and the interpreter
+    // gives the model's output on it.
+    let text = ir::text::print_graph(&optimized);
+    let reparsed = ir::text::parse_graph(&text).map_err(|e| format!("printed optimized IR does not parse: {e}"))?;
+    if ir::text::print_graph(&reparsed) != text {
+        return Err("printed optimized IR does not parse back to the same text".into());
+    }
+    let got_optimized = interp::run(&optimized, &[input]).map_err(|e| format!("optimized graph: {e}"))?;
+    let rel_optimized = support::compare(&got_optimized[0], &want, 1e-4).map_err(|e| format!("optimized graph: {e}"))?;
+    let moved = support::compare(&got_optimized[0], &got[0], 1e-4).map_err(|e| format!("optimized graph: {e}"))?;
+    report.push_str(&format!(", optimized graph {rel_optimized:.2e} ({moved:.1e} from the unoptimized)"));
     let steps = passes::lower::lower_graph(&optimized).map_err(|e| e.to_string())?;
     let programs = steps.iter().filter(|s| matches!(s, passes::lower::Step::Run(_))).count();
     if programs > budget && model.ends_with("mobilenet_v3_large.onnx") {

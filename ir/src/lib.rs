@@ -11,6 +11,6 @@ pub mod text;
 pub mod types;
 
 pub use error::IrError;
-pub use graph::{Graph, Node, NodeId, Op, ValueDef, ValueId, ValueInfo, WeightId};
+pub use graph::{Fused, FusedRef, FusedStep, Graph, Node, NodeId, Op, ValueDef, ValueId, ValueInfo, WeightId};
 pub use tensor::{Tensor, TensorData};
 pub use types::{DType, TensorType};

@@ -5,12 +5,12 @@ use ir::Graph;
 use crate::PassError;
 
 /// The graph passes, in order, with the name `chanasc ir --print-after` knows them by.
-pub const GRAPH_PASSES: &[(&str, fn(&Graph) -> Result<Graph, PassError>)] =
-    &[
-        ("egraph", crate::egraph::optimize),
-        ("explicit-padding", crate::graph::explicit_padding::explicit_padding),
-        ("matvec-convs", crate::graph::matvec_convs::matvec_convs),
-    ];
+pub const GRAPH_PASSES: &[(&str, fn(&Graph) -> Result<Graph, PassError>)] = &[
+    ("egraph", crate::egraph::optimize),
+    ("explicit-padding", crate::graph::explicit_padding::explicit_padding),
+    ("matvec-convs", crate::graph::matvec_convs::matvec_convs),
+    ("fuse", crate::egraph::fuse),
+];
 
 /// Runs the graph passes in order; the verifier checks the graph after each one.
 pub fn optimize_graph(g: &Graph) -> Result<Graph, PassError> {

@@ -92,7 +92,7 @@ fn parallel_extent(f: &Func) -> Option<i64> {
 /// Runs the graph passes, lowers every node and applies the default schedules.
 pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str, optimize: bool) -> Result<Lowered, RuntimeError> {
     let graph = passes::pipeline::prepare_graph(g, optimize)?;
-    let steps = passes::lower::lower_graph_with(&graph, optimize)?;
+    let steps = passes::lower::lower_graph(&graph)?;
     let mut programs = Vec::new();
     for step in &steps {
         let (p, once) = match step {

@@ -82,7 +82,29 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, 
         Op::Pad { pads, mode, value } => movement::pad(x, pads, *mode, *value, out),
         Op::Expand { .. } => movement::expand(x, out),
         Op::Gather { axis } => movement::gather(x, inputs[1], *axis, out),
+        Op::Fused(f) => eval_fused(f, inputs),
     }
+}
+
+/// A fused op computes its steps in order; each step checks its own operands.
+fn eval_fused(f: &ir::Fused, inputs: &[&Tensor]) -> Result<Tensor, InterpError> {
+    let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+    let types: Vec<&TensorType> = types.iter().collect();
+    let step_types = f.step_types(&types)?;
+    let mut results: Vec<Tensor> = Vec::with_capacity(f.steps.len());
+    for (step, ty) in f.steps.iter().zip(&step_types) {
+        let operands: Vec<&Tensor> = step
+            .operands
+            .iter()
+            .map(|r| match *r {
+                ir::FusedRef::Input(k) => inputs[k],
+                ir::FusedRef::Step(j) => &results[j],
+            })
+            .collect();
+        let t = eval_op(&step.op, &operands, ty)?;
+        results.push(t);
+    }
+    Ok(results.pop().expect("a fused op has steps"))
 }
 
 /// Runs a whole graph: `inputs` in the order of `g.inputs`; returns the values of

@@ -4,6 +4,7 @@
 //! and [`Graph::add_node`] is in topological order by construction, and its value ids are in
 //! definition order, so printing and parsing it reproduce the same ids.
 
+pub mod fused;
 pub mod op;
 pub mod verify;
 
@@ -13,6 +14,7 @@ use std::fmt;
 use crate::error::{IrError, Result};
 use crate::tensor::Tensor;
 use crate::types::TensorType;
+pub use fused::{Fused, FusedRef, FusedStep};
 pub use op::{Attr, BinaryOp, Op, PadMode, PoolKind, ReduceKind, UnaryOp, Window};
 
 macro_rules! id_type {

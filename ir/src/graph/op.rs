@@ -3,6 +3,7 @@
 //! ONNX composites (batch norm, gemm, hard-swish, softmax, ...) are lowered to these by the
 //! frontend. Every op has exactly one result.
 
+use super::fused::Fused;
 use crate::error::{shape_err, IrError, Result};
 use crate::types::{broadcast_shapes, DType, TensorType};
 
@@ -52,10 +53,7 @@ pub enum BinaryOp {
 impl BinaryOp {
     /// Comparisons produce bool whatever their operands' dtype.
     pub fn is_comparison(self) -> bool {
-        matches!(
-            self,
-            BinaryOp::Equal | BinaryOp::Less | BinaryOp::Greater | BinaryOp::LessEqual | BinaryOp::GreaterEqual
-        )
+        matches!(self, BinaryOp::Equal | BinaryOp::Less | BinaryOp::Greater | BinaryOp::LessEqual | BinaryOp::GreaterEqual)
     }
 
     pub fn is_logical(self) -> bool {
@@ -122,33 +120,77 @@ pub enum Op {
     Unary(UnaryOp),
     Binary(BinaryOp),
     /// min(max(x, min), max); the bounds may be infinite.
-    Clip { min: f32, max: f32 },
+    Clip {
+        min: f32,
+        max: f32,
+    },
     /// where(cond, a, b), broadcasting all three.
     Where,
-    Cast { to: DType },
+    Cast {
+        to: DType,
+    },
     /// Grouped 2-D convolution: (x: N,C,H,W; w: O,C/groups,KH,KW; optional bias: O).
     /// The kernel extent is the weight's. `pads` is `[top, left, bottom, right]`.
-    Conv2d { strides: [usize; 2], pads: [usize; 4], dilations: [usize; 2], groups: usize },
+    Conv2d {
+        strides: [usize; 2],
+        pads: [usize; 4],
+        dilations: [usize; 2],
+        groups: usize,
+    },
     /// Numpy matmul on operands of rank >= 2, batch dimensions broadcast.
     MatMul,
     /// 2-D pooling over NCHW.
-    Pool2d { kind: PoolKind, window: Window, ceil_mode: bool, count_include_pad: bool },
+    Pool2d {
+        kind: PoolKind,
+        window: Window,
+        ceil_mode: bool,
+        count_include_pad: bool,
+    },
     /// Reduction over `axes` (sorted, distinct).
-    Reduce { kind: ReduceKind, axes: Vec<usize>, keep_dims: bool },
+    Reduce {
+        kind: ReduceKind,
+        axes: Vec<usize>,
+        keep_dims: bool,
+    },
     /// Index of the largest (or smallest) element along `axis`, as i64.
-    ArgReduce { max: bool, axis: usize, keep_dims: bool, select_last: bool },
-    Reshape { shape: Vec<usize> },
-    Transpose { perm: Vec<usize> },
-    Concat { axis: usize },
+    ArgReduce {
+        max: bool,
+        axis: usize,
+        keep_dims: bool,
+        select_last: bool,
+    },
+    Reshape {
+        shape: Vec<usize>,
+    },
+    Transpose {
+        perm: Vec<usize>,
+    },
+    Concat {
+        axis: usize,
+    },
     /// Strided slice over every axis: element `start + i * step` for `i` while it stays on the
     /// `start` side of `end`. A negative step walks backwards; `end` may be -1 then.
-    Slice { starts: Vec<i64>, ends: Vec<i64>, steps: Vec<i64> },
+    Slice {
+        starts: Vec<i64>,
+        ends: Vec<i64>,
+        steps: Vec<i64>,
+    },
     /// `pads` holds the leading pads of every axis, then the trailing ones.
-    Pad { pads: Vec<usize>, mode: PadMode, value: f32 },
+    Pad {
+        pads: Vec<usize>,
+        mode: PadMode,
+        value: f32,
+    },
     /// Broadcast to `shape`.
-    Expand { shape: Vec<usize> },
+    Expand {
+        shape: Vec<usize>,
+    },
     /// gather(data, indices: i64) along `axis`; negative indices count from the end.
-    Gather { axis: usize },
+    Gather {
+        axis: usize,
+    },
+    /// Several ops computed as one tensor program (see `fused.rs`).
+    Fused(Box<Fused>),
 }
 
 /// An attribute value as it appears in the text IR.
@@ -158,6 +200,7 @@ pub enum Attr {
     Float(f32),
     Ints(Vec<i64>),
     Ident(String),
+    Str(String),
 }
 
 const UNARY_NAMES: &[(UnaryOp, &str)] = &[
@@ -245,6 +288,7 @@ impl Op {
             Op::Pad { .. } => "pad",
             Op::Expand { .. } => "expand",
             Op::Gather { .. } => "gather",
+            Op::Fused(_) => "fused",
         }
     }
 
@@ -284,11 +328,10 @@ impl Op {
             Op::Reshape { shape } | Op::Expand { shape } => vec![("shape", ints(shape))],
             Op::Transpose { perm } => vec![("perm", ints(perm))],
             Op::Concat { axis } | Op::Gather { axis } => vec![("axis", Attr::Int(*axis as i64))],
-            Op::Slice { starts, ends, steps } => vec![
-                ("starts", Attr::Ints(starts.clone())),
-                ("ends", Attr::Ints(ends.clone())),
-                ("steps", Attr::Ints(steps.clone())),
-            ],
+            Op::Fused(f) => f.attrs(),
+            Op::Slice { starts, ends, steps } => {
+                vec![("starts", Attr::Ints(starts.clone())), ("ends", Attr::Ints(ends.clone())), ("steps", Attr::Ints(steps.clone()))]
+            }
             Op::Pad { pads, mode, value } => vec![
                 ("pads", ints(pads)),
                 (
@@ -353,6 +396,7 @@ impl Op {
                 "transpose" => Op::Transpose { perm: a.usizes("perm")? },
                 "concat" => Op::Concat { axis: a.int("axis")? as usize },
                 "gather" => Op::Gather { axis: a.int("axis")? as usize },
+                "fused" => Op::Fused(Box::new(Fused::parse(&a.string("body")?)?)),
                 "slice" => Op::Slice { starts: a.ints("starts")?, ends: a.ints("ends")?, steps: a.ints("steps")? },
                 "pad" => {
                     let pads = a.usizes("pads")?;
@@ -377,7 +421,7 @@ impl Op {
             Op::Binary(_) | Op::MatMul | Op::Gather { .. } => (2, 2),
             Op::Where => (3, 3),
             Op::Conv2d { .. } => (2, 3),
-            Op::Concat { .. } => (1, usize::MAX),
+            Op::Concat { .. } | Op::Fused(_) => (1, usize::MAX),
             _ => (1, 1),
         }
     }
@@ -514,9 +558,8 @@ impl Op {
                 check_axes(name, &[*axis], x.rank())?;
                 let mut shape = x.shape.clone();
                 for t in &inputs[1..] {
-                    let same_rest = t.rank() == x.rank()
-                        && t.dtype == x.dtype
-                        && (0..x.rank()).all(|i| i == *axis || t.shape[i] == x.shape[i]);
+                    let same_rest =
+                        t.rank() == x.rank() && t.dtype == x.dtype && (0..x.rank()).all(|i| i == *axis || t.shape[i] == x.shape[i]);
                     if !same_rest {
                         return shape_err(name, format!("cannot concatenate {x} and {t} along axis {axis}"));
                     }
@@ -571,15 +614,14 @@ impl Op {
                 shape.extend(&x.shape[axis + 1..]);
                 Ok(TensorType::new(x.dtype, shape))
             }
+            Op::Fused(f) => f.infer(inputs),
         }
     }
 
     /// The window of a conv2d whose weight has spatial extent `kernel`.
     pub fn conv_window(&self, kernel: [usize; 2]) -> Option<Window> {
         match self {
-            Op::Conv2d { strides, pads, dilations, .. } => {
-                Some(Window { kernel, strides: *strides, pads: *pads, dilations: *dilations })
-            }
+            Op::Conv2d { strides, pads, dilations, .. } => Some(Window { kernel, strides: *strides, pads: *pads, dilations: *dilations }),
             _ => None,
         }
     }
@@ -595,6 +637,7 @@ impl Op {
                 let x = &inputs[0].shape;
                 (output.numel() * x[x.len() - 1]) as u64
             }
+            Op::Fused(f) => f.macs(inputs),
             _ => 0,
         }
     }
@@ -659,6 +702,13 @@ impl AttrReader<'_> {
             Attr::Float(v) => Ok(v),
             Attr::Int(v) => Ok(v as f32),
             _ => Err(self.bad(key, "expected a number")),
+        }
+    }
+
+    fn string(&mut self, key: &str) -> Result<String> {
+        match self.take(key)? {
+            Attr::Str(v) => Ok(v),
+            _ => Err(self.bad(key, "expected a quoted string")),
         }
     }
 

@@ -4,6 +4,7 @@ use logos::Logos;
 
 use super::lexer::Token;
 use crate::error::{IrError, Result};
+use crate::graph::Attr;
 use crate::types::{DType, TensorType};
 
 pub(crate) struct Cursor<'a> {
@@ -136,4 +137,60 @@ impl<'a> Cursor<'a> {
             }
         }
         Ok(TensorType::new(dtype, shape))
-    }}
+    }
+    /// An op's attribute list, `{key=value, ...}`, or nothing.
+    pub fn attr_list(&mut self) -> Result<Vec<(String, Attr)>> {
+        let mut attrs = Vec::new();
+        if !self.eat(&Token::LBrace) {
+            return Ok(attrs);
+        }
+        loop {
+            let key = match self.next()? {
+                Token::Ident(k) => k,
+                _ => {
+                    self.pos -= 1;
+                    return Err(self.error("expected an attribute name"));
+                }
+            };
+            self.expect(Token::Equals, "'='")?;
+            let value = self.attr()?;
+            attrs.push((key, value));
+            if self.eat(&Token::RBrace) {
+                return Ok(attrs);
+            }
+            self.expect(Token::Comma, "',' or '}'")?;
+        }
+    }
+
+    fn attr(&mut self) -> Result<Attr> {
+        match self.next()? {
+            Token::Int(v) => Ok(Attr::Int(v)),
+            Token::Float(s) => s.parse::<f32>().map(Attr::Float).map_err(|_| self.error("bad float")),
+            Token::Ident(s) => Ok(Attr::Ident(s)),
+            Token::Str(s) => Ok(Attr::Str(s)),
+            Token::LBracket => {
+                let mut v = Vec::new();
+                if !self.eat(&Token::RBracket) {
+                    loop {
+                        match self.next()? {
+                            Token::Int(i) => v.push(i),
+                            _ => {
+                                self.pos -= 1;
+                                return Err(self.error("expected an integer"));
+                            }
+                        }
+                        if self.eat(&Token::RBracket) {
+                            break;
+                        }
+                        self.expect(Token::Comma, "',' or ']'")?;
+                    }
+                }
+                Ok(Attr::Ints(v))
+            }
+            _ => {
+                self.pos -= 1;
+                Err(self.error("expected an attribute value"))
+            }
+        }
+    }
+}

@@ -42,6 +42,9 @@ pub enum Token {
     Colon,
     #[token("=")]
     Equals,
+    /// Separates the steps of a fused op's body.
+    #[token(";")]
+    Semicolon,
     // Loop IR arithmetic and ranges.
     #[token("+")]
     Plus,

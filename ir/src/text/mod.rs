@@ -21,5 +21,6 @@ mod parser;
 mod printer;
 
 pub use parser::parse_graph;
-pub use printer::{print_graph, print_graph_with, PrintOptions};
+pub(crate) use printer::print_attr;
 pub(crate) use printer::print_f32 as printer_f32;
+pub use printer::{print_graph, print_graph_with, PrintOptions};

@@ -3,7 +3,7 @@
 use super::cursor::Cursor;
 use super::lexer::Token;
 use crate::error::Result;
-use crate::graph::{Attr, Graph, Op, ValueId};
+use crate::graph::{Graph, Op, ValueId};
 use crate::tensor::{Tensor, TensorData};
 use crate::types::{DType, TensorType};
 
@@ -146,7 +146,9 @@ impl Parser<'_> {
             }
             DType::F16 => None,
         };
-        let Some(data) = data else { return Err(bad(self)) };
+        let Some(data) = data else {
+            return Err(bad(self));
+        };
         Tensor::new(ty.shape.clone(), data).map_err(|_| bad(self))
     }
 
@@ -175,25 +177,7 @@ impl Parser<'_> {
                 self.c.expect(Token::Comma, "',' or ')'")?;
             }
         }
-        let mut attrs = Vec::new();
-        if self.c.eat(&Token::LBrace) {
-            loop {
-                let key = match self.c.next()? {
-                    Token::Ident(k) => k,
-                    _ => {
-                        self.c.pos -= 1;
-                        return Err(self.c.error("expected an attribute name"));
-                    }
-                };
-                self.c.expect(Token::Equals, "'='")?;
-                let value = self.attr()?;
-                attrs.push((key, value));
-                if self.c.eat(&Token::RBrace) {
-                    break;
-                }
-                self.c.expect(Token::Comma, "',' or '}'")?;
-            }
-        }
+        let attrs = self.c.attr_list()?;
         let loc = if self.c.keyword("at") { Some(self.c.string()?) } else { None };
         let op = Op::from_parts(&op_name, attrs).map_err(|e| {
             self.c.pos = op_pos;
@@ -203,36 +187,5 @@ impl Parser<'_> {
         self.graph.values[id.index()].name = name;
         self.ids.insert(n, id);
         Ok(())
-    }
-
-    fn attr(&mut self) -> Result<Attr> {
-        match self.c.next()? {
-            Token::Int(v) => Ok(Attr::Int(v)),
-            Token::Float(s) => s.parse::<f32>().map(Attr::Float).map_err(|_| self.c.error("bad float")),
-            Token::Ident(s) => Ok(Attr::Ident(s)),
-            Token::LBracket => {
-                let mut v = Vec::new();
-                if !self.c.eat(&Token::RBracket) {
-                    loop {
-                        match self.c.next()? {
-                            Token::Int(i) => v.push(i),
-                            _ => {
-                                self.c.pos -= 1;
-                                return Err(self.c.error("expected an integer"));
-                            }
-                        }
-                        if self.c.eat(&Token::RBracket) {
-                            break;
-                        }
-                        self.c.expect(Token::Comma, "',' or ']'")?;
-                    }
-                }
-                Ok(Attr::Ints(v))
-            }
-            _ => {
-                self.c.pos -= 1;
-                Err(self.c.error("expected an attribute value"))
-            }
-        }
     }
 }

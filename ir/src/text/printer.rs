@@ -68,12 +68,13 @@ pub(crate) fn print_f32(x: f32) -> String {
     format!("{x:?}")
 }
 
-fn print_attr(a: &Attr) -> String {
+pub(crate) fn print_attr(a: &Attr) -> String {
     match a {
         Attr::Int(v) => v.to_string(),
         Attr::Float(v) => print_f32(*v),
         Attr::Ints(v) => format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")),
         Attr::Ident(v) => v.clone(),
+        Attr::Str(v) => escape(v),
     }
 }
 

@@ -130,6 +130,10 @@ pub struct ClassData {
     pub ty: TensorType,
     pub value: Option<Arc<Tensor>>,
     pub name: Option<String>,
+    /// How many times the source graph reads the class's value (a graph output counts as a
+    /// read): a value read once may be fused into its reader. Classes that rules create
+    /// start at 0, and merging adds, so a class keeps the reads of the value it stands for.
+    pub uses: usize,
 }
 
 /// A constant of the table: its type, its data (None for a weight whose data is elsewhere,
@@ -161,10 +165,10 @@ impl Analysis<GNode> for GraphAnalysis {
     fn make(egraph: &mut GEGraph, enode: &GNode, _id: Id) -> ClassData {
         let name = egraph.analysis.names.get(enode).cloned();
         match enode {
-            GNode::Input(i) => ClassData { ty: egraph.analysis.inputs[*i as usize].clone(), value: None, name },
+            GNode::Input(i) => ClassData { ty: egraph.analysis.inputs[*i as usize].clone(), value: None, name, uses: 0 },
             GNode::Const(c) => {
                 let e = egraph.analysis.consts[*c as usize].clone();
-                ClassData { ty: e.ty, value: e.data, name }
+                ClassData { ty: e.ty, value: e.data, name, uses: 0 }
             }
             GNode::Op(k, children) => {
                 let types: Vec<&TensorType> = children.iter().map(|&c| &egraph[c].data.ty).collect();
@@ -179,7 +183,7 @@ impl Analysis<GNode> for GraphAnalysis {
                     }
                     _ => None,
                 };
-                ClassData { ty, value, name }
+                ClassData { ty, value, name, uses: 0 }
             }
         }
     }
@@ -194,12 +198,18 @@ impl Analysis<GNode> for GraphAnalysis {
             a.name = b.name;
             changed = true;
         }
+        if b.uses > 0 {
+            a.uses += b.uses;
+            changed = true;
+        }
         DidMerge(changed, true)
     }
 
     /// A folded constant joins its class as a constant node, so extraction can pick it.
     fn modify(egraph: &mut GEGraph, id: Id) {
-        let Some(value) = egraph[id].data.value.clone() else { return };
+        let Some(value) = egraph[id].data.value.clone() else {
+            return;
+        };
         if egraph[id].nodes.iter().any(|n| matches!(n, GNode::Const(_))) {
             return;
         }
@@ -264,12 +274,29 @@ pub const NODE_LIMIT: usize = 20_000;
 pub const ITER_LIMIT: usize = 12;
 pub const TIME_LIMIT: Duration = Duration::from_secs(5);
 
-/// The graph pass: saturate with every rule, extract the cheapest graph.
+/// The graph pass: saturate with the simplification rules (algebraic, batch norm, padding),
+/// extract the cheapest graph.
 pub fn optimize(g: &Graph) -> Result<Graph, PassError> {
     optimize_with_report(g).map(|(g, _)| g)
 }
 
 pub fn optimize_with_report(g: &Graph) -> Result<(Graph, Report), PassError> {
+    saturate(g, &rules::simplification())
+}
+
+/// The fusion pass: saturate with the fusion rules, so that each extracted node is one tensor
+/// program. It runs after the other graph passes, on their result, because fused nodes hide
+/// the ops those passes rewrite.
+pub fn fuse(g: &Graph) -> Result<Graph, PassError> {
+    fuse_with_report(g).map(|(g, _)| g)
+}
+
+pub fn fuse_with_report(g: &Graph) -> Result<(Graph, Report), PassError> {
+    saturate(g, &rules::fusion::rules())
+}
+
+/// Saturates the e-graph of `g` with `rules` within the limits and extracts the cheapest graph.
+pub fn saturate(g: &Graph, rules: &[rules::GRewrite]) -> Result<(Graph, Report), PassError> {
     let (egraph, roots) = to_egraph(g);
     let start = std::time::Instant::now();
     let runner = Runner::default()
@@ -277,7 +304,7 @@ pub fn optimize_with_report(g: &Graph) -> Result<(Graph, Report), PassError> {
         .with_iter_limit(ITER_LIMIT)
         .with_time_limit(TIME_LIMIT)
         .with_egraph(egraph)
-        .run(&rules::all());
+        .run(rules);
     let seconds = start.elapsed().as_secs_f64();
     let stop_reason = match &runner.stop_reason {
         Some(egg::StopReason::Saturated) => "saturated".to_string(),
@@ -322,6 +349,11 @@ fn to_egraph(g: &Graph) -> (GEGraph, Vec<Id>) {
         ids.push(id);
     }
     egraph.rebuild();
+    let reads = g.nodes.iter().flat_map(|n| n.inputs.iter()).chain(&g.outputs);
+    for v in reads {
+        let class = egraph.find(ids[v.index()]);
+        egraph[class].data.uses += 1;
+    }
     let roots = g.outputs.iter().map(|v| egraph.find(ids[v.index()])).collect();
     (egraph, roots)
 }

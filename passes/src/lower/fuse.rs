@@ -1,12 +1,12 @@
-//! Fusion of elementwise ops into the program of the value they consume: a convolution or
-//! matrix product computes its elementwise consumers (bias, batch norm, activation, residual
-//! add, squeeze-excite scale) in an epilogue, and chains of elementwise ops become one loop,
-//! so that the intermediate tensors are never written to memory.
+//! Lowering of fused ops (which the e-graph's fusion rules build): a convolution or matrix
+//! product computes its elementwise consumers (bias, activation, residual add) in an epilogue
+//! and its input's elementwise producer (the squeeze-excite scale) in a prologue, and chains of
+//! elementwise ops become one loop, so that the values between them never go to memory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use ir::loops::{BufId, BufKind, Buffer, Expr, Func, Stmt};
-use ir::{Graph, Op, TensorType, ValueDef, ValueId};
+use ir::{Graph, Op, TensorType, ValueId};
 
 use super::elementwise;
 
@@ -32,86 +32,46 @@ fn elementwise_op(op: &Op) -> bool {
     matches!(op, Op::Unary(_) | Op::Binary(_) | Op::Clip { .. } | Op::Where | Op::Cast { .. })
 }
 
-/// How far past the last member a group still looks for consumers.
-const WINDOW: usize = 16;
-
-/// Partitions the graph's nodes into groups, greedily from the first node: an anchor (a
-/// convolution, a matrix product or an elementwise op) takes the elementwise nodes after it
-/// that consume its values and keep its output shape, as long as the group can be closed
-/// (its intermediate values used nowhere else).
-pub(crate) fn groups(g: &Graph) -> Vec<Group> {
-    let mut consumers: HashMap<ValueId, Vec<usize>> = HashMap::new();
-    for (i, n) in g.nodes.iter().enumerate() {
-        for &v in &n.inputs {
-            consumers.entry(v).or_default().push(i);
+/// The group a fused op's body forms, once its shape is checked: an optional elementwise
+/// prologue feeding a convolution's input, then the convolution or matrix product (the
+/// anchor) and elementwise steps (or reshapes by unit axes) on its result; or a chain of
+/// elementwise steps of one shape. `body` has one node per step, in order.
+pub(crate) fn group_of(body: &Graph, f: &ir::Fused) -> Result<Group, String> {
+    let n = f.steps.len();
+    let (anchor, prologue) = match f.dense_step() {
+        Some(0) => (0, None),
+        Some(1) => (1, Some(0)),
+        Some(d) => return Err(format!("{d} steps before the anchor; at most one (a prologue) is lowered")),
+        None => (0, None),
+    };
+    let dense = f.dense_step().is_some();
+    if let Some(p) = prologue {
+        let feeds_input_only = f.steps[anchor].operands.first() == Some(&ir::FusedRef::Step(p))
+            && f.steps
+                .iter()
+                .enumerate()
+                .all(|(i, s)| s.operands.iter().enumerate().all(|(k, r)| *r != ir::FusedRef::Step(p) || (i == anchor && k == 0)));
+        if !elementwise_op(&f.steps[p].op) || !matches!(f.steps[anchor].op, Op::Conv2d { pads: [0, 0, 0, 0], .. }) || !feeds_input_only {
+            return Err("a prologue must be elementwise and feed only the input of an unpadded convolution".into());
         }
     }
-    let outputs: HashSet<ValueId> = g.outputs.iter().copied().collect();
-    let mut taken = vec![false; g.nodes.len()];
-    let mut out = Vec::new();
-    for a in 0..g.nodes.len() {
-        if taken[a] {
-            continue;
-        }
-        let anchor = &g.nodes[a];
-        let can_anchor = matches!(anchor.op, Op::Conv2d { .. } | Op::MatMul) || elementwise_op(&anchor.op);
-        let mut best = vec![a];
-        let dense = matches!(anchor.op, Op::Conv2d { .. } | Op::MatMul);
-        if can_anchor && g.ty(anchor.output).dtype == ir::DType::F32 {
-            let shape = &g.ty(anchor.output).shape;
-            // A dense anchor's epilogue indexes by the anchor's result, so its members may
-            // reshape by unit axes; an elementwise group's loop needs one shape throughout.
-            let fits_shape = |s: &[usize]| if dense { non_unit(s) == non_unit(shape) } else { s == shape.as_slice() };
-            let mut members = vec![a];
-            let mut values: HashSet<ValueId> = [anchor.output].into();
-            let mut last = a;
-            let mut j = a + 1;
-            while j < g.nodes.len() && j <= last + WINDOW {
-                let n = &g.nodes[j];
-                if n.inputs.iter().any(|v| values.contains(v)) {
-                    let out = g.ty(n.output);
-                    let kind_ok = elementwise_op(&n.op) || (dense && matches!(n.op, Op::Reshape { .. }));
-                    let fits = !taken[j] && kind_ok && fits_shape(&out.shape) && out.dtype == ir::DType::F32;
-                    if !fits {
-                        break;
-                    }
-                    members.push(j);
-                    values.insert(n.output);
-                    last = j;
-                    let member_set: HashSet<usize> = members.iter().copied().collect();
-                    let closed = values.iter().all(|v| {
-                        *v == n.output
-                            || (!outputs.contains(v) && consumers.get(v).is_none_or(|cs| cs.iter().all(|c| member_set.contains(c))))
-                    });
-                    if closed {
-                        best = members.clone();
-                    }
-                }
-                j += 1;
-            }
-        }
-        for &m in &best {
-            taken[m] = true;
-        }
-        out.push(Group { nodes: best, prologue: None });
-    }
-    // A lone elementwise node feeding only an unpadded convolution becomes its prologue.
-    let mut absorbed = vec![false; out.len()];
-    let group_of_last: HashMap<usize, usize> = out.iter().enumerate().map(|(k, gr)| (gr.nodes[gr.nodes.len() - 1], k)).collect();
-    for k in 0..out.len() {
-        let anchor = &g.nodes[out[k].nodes[0]];
-        let Op::Conv2d { pads: [0, 0, 0, 0], .. } = anchor.op else { continue };
-        let x = anchor.inputs[0];
-        let Some(ValueDef::Node(p)) = Some(g.value(x).def.clone()) else { continue };
-        let Some(&pk) = group_of_last.get(&p.index()) else { continue };
-        let single = consumers.get(&x).is_some_and(|cs| cs.len() == 1) && !outputs.contains(&x);
-        let lone = out[pk].nodes.len() == 1 && elementwise_op(&g.nodes[p.index()].op) && g.ty(x).dtype == ir::DType::F32;
-        if single && lone && !absorbed[pk] {
-            absorbed[pk] = true;
-            out[k].prologue = Some(p.index());
+    let shape = &body.ty(body.nodes[anchor].output).shape;
+    for i in anchor + 1..n {
+        let op = &f.steps[i].op;
+        let out = body.ty(body.nodes[i].output);
+        let fits = if dense {
+            (elementwise_op(op) || matches!(op, Op::Reshape { .. })) && non_unit(&out.shape) == non_unit(shape)
+        } else {
+            elementwise_op(op) && out.shape == *shape
+        };
+        if !fits || out.dtype != ir::DType::F32 {
+            return Err(format!("step {i} ({}) cannot be computed in the epilogue of step {anchor}", op.name()));
         }
     }
-    out.into_iter().zip(absorbed).filter(|(_, a)| !a).map(|(gr, _)| gr).collect()
+    if !dense && !elementwise_op(&f.steps[0].op) {
+        return Err(format!("the first step ({}) is neither elementwise nor a convolution or matrix product", f.steps[0].op.name()));
+    }
+    Ok(Group { nodes: (anchor..n).collect(), prologue })
 }
 
 /// The values the group's members read from outside the group, in order of first use;
@@ -133,7 +93,9 @@ pub(crate) fn external_operands(g: &Graph, group: &Group, skip: &[ValueId]) -> V
 /// the anchor's own result) for a member whose result has the given shape.
 pub(crate) fn value_expr(g: &Graph, group: &Group, v: ValueId, leaf: &dyn Fn(ValueId, &[usize]) -> Expr) -> Result<Expr, String> {
     let member = group.nodes[1..].iter().map(|&i| &g.nodes[i]).find(|n| n.output == v);
-    let Some(node) = member else { return Ok(leaf(v, &g.ty(v).shape)) };
+    let Some(node) = member else {
+        return Ok(leaf(v, &g.ty(v).shape));
+    };
     let shape = &g.ty(node.output).shape;
     let operand = |u: ValueId| -> Result<Expr, String> {
         if group.nodes[1..].iter().any(|&i| g.nodes[i].output == u) {
@@ -176,7 +138,8 @@ pub(crate) fn add_epilogue(mut f: Func, g: &Graph, group: &Group, externals: &[V
     const REPLACED: BufId = BufId(u32::MAX);
     let mut buffers: Vec<Buffer> = Vec::new();
     let mut remap: Vec<BufId> = vec![BufId(0); f.buffers.len()];
-    let param_buffer = |name: String, t: &TensorType| Buffer { name, dtype: t.dtype, shape: t.shape.clone(), kind: BufKind::Param, layout: None };
+    let param_buffer =
+        |name: String, t: &TensorType| Buffer { name, dtype: t.dtype, shape: t.shape.clone(), kind: BufKind::Param, layout: None };
     let mut pro_bufs = Vec::new();
     let prologue = group.prologue.map(|p| &g.nodes[p]);
     for (k, &p) in params[..params.len() - 1].iter().enumerate() {
@@ -238,7 +201,9 @@ pub(crate) fn add_epilogue(mut f: Func, g: &Graph, group: &Group, externals: &[V
     }
     // The innermost spatial body: [init store; reduction loop].
     let spatial = innermost_spatial(&mut f.body).ok_or("the program is not an init store followed by a reduction")?;
-    let Some(Stmt::Store { index, .. }) = spatial.first() else { return Err("no init store".into()) };
+    let Some(Stmt::Store { index, .. }) = spatial.first() else {
+        return Err("no init store".into());
+    };
     let index = index.clone();
     let anchor_out = g.nodes[group.nodes[0]].output;
     let anchor_shape = g.ty(anchor_out).shape.clone();

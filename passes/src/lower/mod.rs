@@ -35,7 +35,11 @@ pub enum Step {
     /// At the start of each run, the graph input `input` is copied into the interior of
     /// `into` (its zero-padded form, whose border a `Once` program fills): the input's pad
     /// costs no program. `pads` are the leading pads of each axis, then the trailing ones.
-    StageInput { input: ValueId, into: ValueId, pads: Vec<usize> },
+    StageInput {
+        input: ValueId,
+        into: ValueId,
+        pads: Vec<usize>,
+    },
     /// The result is the operand's memory reinterpreted (reshape): no code runs.
     Alias {
         from: ValueId,
@@ -43,30 +47,15 @@ pub enum Step {
     },
 }
 
-/// Lowers every node of a graph, in order, fusing elementwise consumers into the program of
-/// the value they consume (see `fuse`); a fused program runs where its last node was.
+/// Lowers every node of a graph, in order: one program per node (a fused node, which the
+/// e-graph's fusion rules made, is one program for all its steps).
 pub fn lower_graph(g: &Graph) -> Result<Vec<Step>, PassError> {
-    lower_graph_with(g, true)
-}
-
-/// Lowers every node; with `fuse` off each node is its own program (to measure fusion).
-pub fn lower_graph_with(g: &Graph, fuse: bool) -> Result<Vec<Step>, PassError> {
-    let groups = if fuse {
-        fuse::groups(g)
-    } else {
-        (0..g.nodes.len()).map(|i| fuse::Group { nodes: vec![i], prologue: None }).collect()
-    };
-    let mut ending_at: Vec<Option<&fuse::Group>> = vec![None; g.nodes.len()];
-    for group in &groups {
-        if let Some(&last) = group.nodes.last() {
-            ending_at[last] = Some(group);
-        }
-    }
-    let mut steps = Vec::with_capacity(groups.len());
+    let mut steps = Vec::with_capacity(g.nodes.len());
     for (i, node) in g.nodes.iter().enumerate() {
-        let Some(group) = ending_at[i] else { continue };
-        if group.nodes.len() > 1 || group.prologue.is_some() {
-            steps.push(Step::Run(lower_group(g, group)?));
+        if let Op::Fused(f) = &node.op {
+            let mut program = lower_fused(g, node, f)?;
+            program.nodes = vec![ir::NodeId(i as u32)];
+            steps.push(Step::Run(program));
             continue;
         }
         steps.push(match lower_node(g, node)? {
@@ -79,6 +68,52 @@ pub fn lower_graph_with(g: &Graph, fuse: bool) -> Result<Vec<Step>, PassError> {
         });
     }
     Ok(fold_pads::fold_pads(g, steps))
+}
+
+/// Lowers a fused node: its body becomes a small graph of its own (the node's operands as
+/// inputs and constants, one node per step), lowered as one group, whose parameters are then
+/// bound to the node's operands and result.
+fn lower_fused(g: &Graph, node: &Node, f: &ir::Fused) -> Result<Program, PassError> {
+    let err = |message: String| PassError::Lowering {
+        node: node.name.clone().unwrap_or_else(|| node.output.to_string()),
+        op: "fused".to_string(),
+        message,
+    };
+    let mut body = Graph::new("fused");
+    let mut operands = Vec::with_capacity(node.inputs.len());
+    for (k, &v) in node.inputs.iter().enumerate() {
+        // Constants stay constants: lowering lays out constant weights for its kernels.
+        operands.push(match g.const_data(v) {
+            Some(t) => body.add_weight(None, t.ty(), Some(t.clone())),
+            None => body.add_input(format!("x{k}"), g.ty(v).clone()),
+        });
+    }
+    let mut results: Vec<ValueId> = Vec::with_capacity(f.steps.len());
+    for step in &f.steps {
+        let inputs = step
+            .operands
+            .iter()
+            .map(|r| match *r {
+                ir::FusedRef::Input(k) => operands.get(k).copied().ok_or_else(|| err(format!("x{k} is not an operand"))),
+                ir::FusedRef::Step(j) => results.get(j).copied().ok_or_else(|| err(format!("y{j} is not an earlier step"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        results.push(body.add_node(step.op.clone(), inputs, node.name.clone()).map_err(|e| err(e.to_string()))?);
+    }
+    let group = fuse::group_of(&body, f).map_err(err)?;
+    let mut program = lower_group(&body, &group)?;
+    let ops: Vec<&str> = f.steps.iter().map(|s| s.op.name()).collect();
+    program.func.name = format!("{}_{}", ops.join("_"), node.output.0);
+    // The body's values are its operands (in order), then the step results.
+    program.args = program
+        .args
+        .iter()
+        .map(|&v| match v.index() < node.inputs.len() {
+            true => node.inputs[v.index()],
+            false => node.output,
+        })
+        .collect();
+    Ok(program)
 }
 
 /// Lowers a fused group to one program: its anchor's operands, then the values its other
@@ -171,6 +206,7 @@ pub fn lower_node(g: &Graph, node: &Node) -> Result<Option<Func>, PassError> {
             movement::lower(&mut b, &node.op, &ins, out)
         }
         Op::Reshape { .. } => unreachable!("handled above"),
+        Op::Fused(_) => Err("a fused node is lowered as a whole (lower_graph)".to_string()),
     };
     lowered.map_err(err)?;
     let f = b.f;
@@ -218,9 +254,9 @@ impl Builder {
         if vars.iter().any(|v| self.extents[v.index()] < 1) {
             return Vec::new();
         }
-        vars.iter().rev().fold(body, |body, &var| {
-            vec![Stmt::For(Loop { var, extent: self.extents[var.index()], kind: LoopKind::Serial, body })]
-        })
+        vars.iter()
+            .rev()
+            .fold(body, |body, &var| vec![Stmt::For(Loop { var, extent: self.extents[var.index()], kind: LoopKind::Serial, body })])
     }
 
     pub fn push(&mut self, stmts: Vec<Stmt>) {
@@ -239,17 +275,10 @@ impl Builder {
                     BinOp::Add => (a.0.checked_add(b.0)?, a.1.checked_add(b.1)?),
                     BinOp::Sub => (a.0.checked_sub(b.1)?, a.1.checked_sub(b.0)?),
                     BinOp::Mul => {
-                        let p = [
-                            a.0.checked_mul(b.0)?,
-                            a.0.checked_mul(b.1)?,
-                            a.1.checked_mul(b.0)?,
-                            a.1.checked_mul(b.1)?,
-                        ];
+                        let p = [a.0.checked_mul(b.0)?, a.0.checked_mul(b.1)?, a.1.checked_mul(b.0)?, a.1.checked_mul(b.1)?];
                         (*p.iter().min()?, *p.iter().max()?)
                     }
-                    BinOp::Div if b.0 > 0 => {
-                        (a.0.div_euclid(b.1).min(a.0.div_euclid(b.0)), a.1.div_euclid(b.0).max(a.1.div_euclid(b.1)))
-                    }
+                    BinOp::Div if b.0 > 0 => (a.0.div_euclid(b.1).min(a.0.div_euclid(b.0)), a.1.div_euclid(b.0).max(a.1.div_euclid(b.1))),
                     BinOp::Min => (a.0.min(b.0), a.1.min(b.1)),
                     BinOp::Max => (a.0.max(b.0), a.1.max(b.1)),
                     _ => return None,

@@ -4,6 +4,7 @@
 
 pub mod algebraic;
 pub mod batchnorm;
+pub mod fusion;
 pub mod padding;
 
 use egg::{Applier, Id, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
@@ -12,8 +13,8 @@ use super::{GEGraph, GNode, GraphAnalysis};
 
 pub type GRewrite = Rewrite<GNode, GraphAnalysis>;
 
-/// Every rule.
-pub fn all() -> Vec<GRewrite> {
+/// The rules of the simplification pass (fusion has a pass of its own).
+pub fn simplification() -> Vec<GRewrite> {
     let mut rules = algebraic::rules();
     rules.extend(batchnorm::rules());
     rules.extend(padding::rules());
