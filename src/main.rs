@@ -1,6 +1,7 @@
 //! The `chanasc` command line: parses arguments and wires the library crates together.
 
 mod nas_cli;
+mod tune_cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -59,6 +60,10 @@ enum Command {
         /// graph node, to measure what they bring.
         #[arg(long)]
         no_graph_opt: bool,
+        /// Tuning records (from `chanasc tune`): each program takes its task's best recorded
+        /// schedule, when there is one, instead of the default.
+        #[arg(long)]
+        records: Option<PathBuf>,
     },
     /// Measure latency (median and p90 of repeated runs) and print a per-program profile.
     Bench {
@@ -72,7 +77,15 @@ enum Command {
         runs: usize,
         #[arg(long, default_value_t = 5)]
         warmup: usize,
+        /// Tuning records: use each task's best recorded schedule (llvm backend).
+        #[arg(long)]
+        records: Option<PathBuf>,
     },
+    /// Tune the schedules of a model's tensor programs by measurement (see `--records`).
+    Tune(tune_cli::TuneArgs),
+    /// Serve one tuning measurement job on stdin (run by `chanasc tune`).
+    #[command(hide = true)]
+    TuneWorker,
     /// Print the graph IR of a model as text.
     Ir {
         model: PathBuf,
@@ -134,10 +147,14 @@ fn main() -> ExitCode {
         Command::Run { model, inputs, output, seed, backend, threads } => {
             run(&model, &inputs, output.as_deref(), seed, &backend, threads)
         }
-        Command::Compile { model, arch, cpu, threads, output, no_graph_opt } => {
-            compile(&model, &arch, cpu.as_deref(), threads, &output, !no_graph_opt)
+        Command::Compile { model, arch, cpu, threads, output, no_graph_opt, records } => {
+            compile(&model, &arch, cpu.as_deref(), threads, &output, !no_graph_opt, records.as_deref())
         }
-        Command::Bench { model, backend, threads, runs, warmup } => bench(&model, &backend, threads, runs, warmup),
+        Command::Bench { model, backend, threads, runs, warmup, records } => {
+            bench(&model, &backend, threads, runs, warmup, records.as_deref())
+        }
+        Command::Tune(args) => tune_cli::tune(args),
+        Command::TuneWorker => return tune_cli::worker(),
         Command::Ir { model, print_after, inline_limit } => print_ir(&model, print_after.as_deref(), inline_limit),
         Command::Info { model, optimized } => info(&model, optimized),
         Command::Example { name, output, seed } => example(&name, &output, seed),
@@ -196,7 +213,7 @@ fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, back
             outputs
         }
         Backend::Llvm => {
-            let loaded = load_native(&g, threads)?;
+            let (loaded, _) = load_native(&g, threads, &runtime::DefaultSchedules)?;
             let compiled = start.elapsed().as_secs_f64();
             let run_start = Instant::now();
             let outputs = loaded.run(&inputs).map_err(|e| e.to_string())?;
@@ -246,8 +263,9 @@ fn parse_target(arch: &str, cpu: Option<&str>) -> CliResult<llvm_backend::Target
     llvm_backend::Target::new(arch, cpu).map_err(|e| e.to_string())
 }
 
-/// Compiles `g` for this machine into a temporary folder and loads it into the process.
-fn load_native(g: &Graph, threads: usize) -> CliResult<runtime::LoadedModel> {
+/// Compiles `g` for this machine into a temporary folder and loads it into the process; also
+/// says how many programs took their schedule from `schedules`.
+fn load_native(g: &Graph, threads: usize, schedules: &dyn runtime::ScheduleSource) -> CliResult<(runtime::LoadedModel, usize)> {
     let dir = std::env::temp_dir().join(format!("chanasc-native-{}", std::process::id()));
     let opts = runtime::CompileOptions {
         target: llvm_backend::Target::host(),
@@ -256,20 +274,35 @@ fn load_native(g: &Graph, threads: usize) -> CliResult<runtime::LoadedModel> {
         shared_library: true,
         optimize: true,
     };
-    runtime::compile(g, &opts, &dir).map_err(|e| e.to_string())?;
+    let report = runtime::compile_with(g, &opts, &dir, schedules).map_err(|e| e.to_string())?;
     let types = |vs: &[ir::ValueId]| vs.iter().map(|&v| g.ty(v).clone()).collect::<Vec<_>>();
     let loaded = runtime::LoadedModel::load(&dir.join("libmodel.so"), "model", threads, types(&g.inputs), types(&g.outputs));
     // The library stays mapped after its file is gone.
     let _ = std::fs::remove_dir_all(&dir);
-    loaded.map_err(|e| e.to_string())
+    loaded.map(|m| (m, report.tuned_programs)).map_err(|e| e.to_string())
 }
 
-fn compile(model: &Path, arch: &str, cpu: Option<&str>, threads: usize, output: &Path, optimize: bool) -> CliResult<()> {
+fn compile(
+    model: &Path,
+    arch: &str,
+    cpu: Option<&str>,
+    threads: usize,
+    output: &Path,
+    optimize: bool,
+    records: Option<&Path>,
+) -> CliResult<()> {
     let start = Instant::now();
     let g = load(model)?;
     let opts =
         runtime::CompileOptions { target: parse_target(arch, cpu)?, threads, prefix: "model".into(), shared_library: false, optimize };
-    let r = runtime::compile(&g, &opts, output).map_err(|e| e.to_string())?;
+    let r = match records {
+        Some(path) => runtime::compile_with(&g, &opts, output, &tune_cli::load_records(path)?),
+        None => runtime::compile(&g, &opts, output),
+    }
+    .map_err(|e| e.to_string())?;
+    if records.is_some() {
+        println!("{} of {} tensor programs use tuned schedules", r.tuned_programs, r.programs);
+    }
     println!(
         "compiled {} for {} ({}) in {:.2} s: {} tensor programs (and {} run once at creation), {:.1} MiB weights, {:.1} MiB working memory",
         model.display(),
@@ -285,12 +318,20 @@ fn compile(model: &Path, arch: &str, cpu: Option<&str>, threads: usize, output: 
     Ok(())
 }
 
-fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize) -> CliResult<()> {
+fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize, records: Option<&Path>) -> CliResult<()> {
     let backend = Backend::parse(backend)?;
     let g = load(model)?;
     let mut rng = SplitMix64(0);
     let inputs: Vec<Tensor> = g.inputs.iter().map(|&v| random_tensor(g.ty(v), &mut rng)).collect::<CliResult<_>>()?;
-    let loaded = if backend == Backend::Llvm { Some(load_native(&g, threads)?) } else { None };
+    let loaded = match (backend, records) {
+        (Backend::Llvm, Some(path)) => {
+            let (m, tuned) = load_native(&g, threads, &tune_cli::load_records(path)?)?;
+            println!("{tuned} tensor programs use tuned schedules from {}", path.display());
+            Some(m)
+        }
+        (Backend::Llvm, None) => Some(load_native(&g, threads, &runtime::DefaultSchedules)?.0),
+        (Backend::Interp, _) => None,
+    };
     let run_once = || -> CliResult<()> {
         match &loaded {
             Some(m) => m.run(&inputs).map(|_| ()).map_err(|e| e.to_string()),

@@ -57,6 +57,8 @@ pub struct CompiledProgram {
     pub flops: u64,
     /// Runs once, when the model is created (see `Step::Once`).
     pub once: bool,
+    /// The schedule came from a [`ScheduleSource`] (tuning records), not the defaults.
+    pub tuned: bool,
 }
 
 /// What `compile` needs besides the graph.
@@ -89,8 +91,52 @@ fn parallel_extent(f: &Func) -> Option<i64> {
     }
 }
 
+/// Where each program's schedule comes from: [`lower_and_schedule_with`] and [`compile_with`]
+/// ask it for every program and fall back to the default schedule when it has none (or when
+/// its trace does not apply, as a record made for another version of the lowering may not).
+pub trait ScheduleSource {
+    /// A trace for the unscheduled `func` on `target`, or None for the default schedule;
+    /// `constants[i]` says whether parameter i is bound to a constant (a weight).
+    fn trace_for(&self, func: &Func, constants: &[bool], target: &Target) -> Option<Trace>;
+}
+
+/// The default schedule for every program.
+pub struct DefaultSchedules;
+
+impl ScheduleSource for DefaultSchedules {
+    fn trace_for(&self, _: &Func, _: &[bool], _: &Target) -> Option<Trace> {
+        None
+    }
+}
+
+/// Floating-point operations of one run of a program computing graph nodes `nodes`: 2 per
+/// multiply-accumulate of the dense ops, 1 per element of the others.
+pub fn program_flops(graph: &Graph, nodes: &[ir::NodeId]) -> u64 {
+    nodes
+        .iter()
+        .map(|&n| {
+            let n = graph.node(n);
+            let ins: Vec<&ir::TensorType> = n.inputs.iter().map(|&v| graph.ty(v)).collect();
+            let macs = n.op.macs(&ins, graph.ty(n.output));
+            if macs > 0 { 2 * macs } else { graph.ty(n.output).numel() as u64 }
+        })
+        .sum()
+}
+
 /// Runs the graph passes, lowers every node and applies the default schedules.
 pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str, optimize: bool) -> Result<Lowered, RuntimeError> {
+    lower_and_schedule_with(g, target, prefix, optimize, &DefaultSchedules)
+}
+
+/// Runs the graph passes, lowers every node and schedules each program with the trace
+/// `schedules` gives, or the default schedule.
+pub fn lower_and_schedule_with(
+    g: &Graph,
+    target: &Target,
+    prefix: &str,
+    optimize: bool,
+    schedules: &dyn ScheduleSource,
+) -> Result<Lowered, RuntimeError> {
     let graph = passes::pipeline::prepare_graph(g, optimize)?;
     let steps = passes::lower::lower_graph(&graph)?;
     let mut programs = Vec::new();
@@ -100,19 +146,19 @@ pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str, optimize: bo
             Step::Once(p) => (p, true),
             Step::Alias { .. } | Step::StageInput { .. } => continue,
         };
-        let trace = default_schedule(&p.func, target.vector_width());
-        let func = trace.apply(&p.func)?;
-        // Flops: 2 per multiply-accumulate of the dense ops, 1 per element of the others.
-        let flops = p
-            .nodes
-            .iter()
-            .map(|&n| {
-                let n = graph.node(n);
-                let ins: Vec<&ir::TensorType> = n.inputs.iter().map(|&v| graph.ty(v)).collect();
-                let macs = n.op.macs(&ins, graph.ty(n.output));
-                if macs > 0 { 2 * macs } else { graph.ty(n.output).numel() as u64 }
-            })
-            .sum();
+        let constants: Vec<bool> = p.args.iter().map(|&v| graph.const_data(v).is_some()).collect();
+        let chosen = if once { None } else { schedules.trace_for(&p.func, &constants, target) };
+        let chosen = chosen.and_then(|t| t.apply(&p.func).ok().map(|f| (t, f)));
+        let tuned = chosen.is_some();
+        let (trace, func) = match chosen {
+            Some(c) => c,
+            None => {
+                let trace = default_schedule(&p.func, target.vector_width());
+                let func = trace.apply(&p.func)?;
+                (trace, func)
+            }
+        };
+        let flops = program_flops(&graph, &p.nodes);
         let first = p.nodes.first().map(|&n| graph.node(n));
         let name = match first.and_then(|n| n.name.clone()) {
             Some(n) => format!("{} {n}", p.func.name),
@@ -127,6 +173,7 @@ pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str, optimize: bo
             args: p.args.clone(),
             flops,
             once,
+            tuned,
         });
     }
     Ok(Lowered { graph, steps, programs })
@@ -161,6 +208,8 @@ pub struct CompileReport {
     /// Programs of each run, and those that run once at creation.
     pub programs: usize,
     pub once_programs: usize,
+    /// Programs scheduled by the [`ScheduleSource`] rather than the defaults.
+    pub tuned_programs: usize,
     pub arena_bytes: usize,
     pub weight_bytes: usize,
     pub object_bytes: usize,
@@ -178,8 +227,13 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), RuntimeError> {
 /// built in a sibling folder first and moved into place at the end, so an interrupted build
 /// leaves no half-written output.
 pub fn compile(g: &Graph, opts: &CompileOptions, out: &Path) -> Result<CompileReport, RuntimeError> {
+    compile_with(g, opts, out, &DefaultSchedules)
+}
+
+/// [`compile`] with each program's schedule taken from `schedules` when it has one.
+pub fn compile_with(g: &Graph, opts: &CompileOptions, out: &Path, schedules: &dyn ScheduleSource) -> Result<CompileReport, RuntimeError> {
     let prefix = opts.prefix.as_str();
-    let lowered = lower_and_schedule(g, &opts.target, prefix, opts.optimize)?;
+    let lowered = lower_and_schedule_with(g, &opts.target, prefix, opts.optimize, schedules)?;
     let graph = &lowered.graph;
     let plan = plan::plan(graph, &lowered.steps);
     // Parameters that read a weight in another layout get their own rearranged copy; a weight
@@ -270,6 +324,7 @@ pub fn compile(g: &Graph, opts: &CompileOptions, out: &Path) -> Result<CompileRe
         dir: out.to_path_buf(),
         programs: lowered.programs.iter().filter(|p| !p.once).count(),
         once_programs: lowered.programs.iter().filter(|p| p.once).count(),
+        tuned_programs: lowered.programs.iter().filter(|p| p.tuned).count(),
         arena_bytes: plan.arena_bytes,
         weight_bytes: blobs.iter().map(Vec::len).sum(),
         object_bytes: object.len(),
@@ -313,6 +368,7 @@ fn manifest(g: &Graph, programs: &[CompiledProgram], plan: &plan::MemoryPlan, op
                 "flops": p.flops,
                 "parallel_extent": p.parallel_extent,
                 "schedule": serde_json::from_str::<serde_json::Value>(&p.trace.to_json()).unwrap_or_default(),
+                "tuned": p.tuned,
             })
         })
         .collect();

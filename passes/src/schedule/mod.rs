@@ -7,6 +7,7 @@
 
 mod defaults;
 mod primitives;
+pub mod space;
 
 use ir::loops::Func;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::PassError;
 
 pub use defaults::default_schedule;
+pub use space::{Knob, Point, Space};
 
 /// One schedule primitive with its arguments. Loops are named by their variables; new
 /// loops get derived names (`split` of `ow` makes `ow_o` and `ow_i`, `fuse` of `a` and `b`
