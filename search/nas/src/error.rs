@@ -27,6 +27,9 @@ pub enum NasError {
     Oracle(String),
     #[error("building the network: {0}")]
     Build(String),
+    /// Compiling, loading or running a graph to measure its latency.
+    #[error("measuring: {0}")]
+    Measure(String),
 }
 
 pub type Result<T> = std::result::Result<T, NasError>;

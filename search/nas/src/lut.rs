@@ -12,6 +12,13 @@
 //! three indented fields, in any order; blank lines and `#` comments are skipped), so a
 //! hand-written reader gives exact line-numbered errors and no YAML library is needed.
 //! A network's predicted latency is the sum of its blocks' means.
+//!
+//! OFA keeps one file per input resolution. Keys name the input size, so one file can hold
+//! several resolutions (as `chanasc lut build` writes it), and several files can be read
+//! together ([`LatencyTable::load_many`]): a key in more than one file (the 1x1 head layers
+//! are the same at every resolution) gets the pooled statistics of all its measurements.
+//! Comment lines before the first key are kept as the table's [`header`](LatencyTable::header)
+//! (how it was measured); YAML readers skip them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,6 +39,8 @@ pub struct LatencyEntry {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LatencyTable {
     pub entries: BTreeMap<String, LatencyEntry>,
+    /// Comment lines at the top of the file, without their `# `.
+    pub header: Vec<String>,
 }
 
 impl LatencyTable {
@@ -41,10 +50,49 @@ impl LatencyTable {
         LatencyTable::parse(&text, &path.display().to_string())
     }
 
+    /// Reads several tables as one (see the module docs for keys in more than one).
+    pub fn load_many(paths: &[impl AsRef<Path>]) -> Result<LatencyTable> {
+        let mut table = LatencyTable::default();
+        for p in paths {
+            table.merge(&LatencyTable::load(p.as_ref())?);
+        }
+        Ok(table)
+    }
+
+    /// Adds `other`'s entries; a key both have gets the pooled count, mean and (population)
+    /// standard deviation of both sets of measurements.
+    pub fn merge(&mut self, other: &LatencyTable) {
+        for (key, b) in &other.entries {
+            let Some(a) = self.entries.get(key).copied() else {
+                self.entries.insert(key.clone(), *b);
+                continue;
+            };
+            let (na, nb) = (a.count.max(1) as f64, b.count.max(1) as f64);
+            let n = na + nb;
+            let mean = (na * a.mean + nb * b.mean) / n;
+            let second = |e: &LatencyEntry| e.std * e.std + e.mean * e.mean;
+            let var = ((na * second(&a) + nb * second(b)) / n - mean * mean).max(0.0);
+            self.entries.insert(
+                key.clone(),
+                LatencyEntry {
+                    count: a.count + b.count,
+                    mean,
+                    std: var.sqrt(),
+                },
+            );
+        }
+        for h in &other.header {
+            if !self.header.contains(h) {
+                self.header.push(h.clone());
+            }
+        }
+    }
+
     /// Parses the text of a table; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<LatencyTable> {
         let err = |line: usize, msg: String| NasError::parse(origin, line, msg);
         let mut entries = BTreeMap::new();
+        let mut header = Vec::new();
         // The entry being read: its key, the line it starts on and the fields seen so far.
         let mut current: Option<(String, usize, [Option<f64>; 3])> = None;
         let finish = |cur: Option<(String, usize, [Option<f64>; 3])>,
@@ -80,6 +128,11 @@ impl LatencyTable {
             let n = i + 1;
             let line = raw.trim_end();
             if line.trim_start().is_empty() || line.trim_start().starts_with('#') {
+                if current.is_none() && entries.is_empty() {
+                    if let Some(c) = line.trim_start().strip_prefix('#') {
+                        header.push(c.strip_prefix(' ').unwrap_or(c).to_string());
+                    }
+                }
                 continue;
             }
             if !line.starts_with(' ') {
@@ -145,12 +198,15 @@ impl LatencyTable {
             }
         }
         finish(current, &mut entries)?;
-        Ok(LatencyTable { entries })
+        Ok(LatencyTable { entries, header })
     }
 
     /// The table as text, in the format [`parse`](Self::parse) reads.
     pub fn to_yaml(&self) -> String {
         let mut s = String::new();
+        for h in &self.header {
+            s.push_str(&format!("# {h}\n").replace("# \n", "#\n"));
+        }
         for (key, e) in &self.entries {
             // `{:?}` prints the shortest text that reads back to the same f64.
             s.push_str(&format!(
@@ -163,10 +219,7 @@ impl LatencyTable {
 
     /// Writes the table to a file (through a temporary file, so a reader never sees half).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("yaml.tmp");
-        std::fs::write(&tmp, self.to_yaml())
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| NasError::io(path, e))
+        write_atomic(path, self.to_yaml().as_bytes())
     }
 
     pub fn get(&self, block: &Block) -> Option<&LatencyEntry> {
@@ -185,6 +238,20 @@ impl LatencyTable {
             })
             .sum()
     }
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it and a rename, so that a
+/// reader (or a run killed halfway) never sees a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            NasError::io(path, e)
+        })
 }
 
 #[cfg(test)]
@@ -222,6 +289,24 @@ mod tests {
                 std: 1.0
             }
         );
+        // The leading comments are the header, and are written back.
+        assert_eq!(t2.header, vec!["a table".to_string()]);
+        assert!(t2.to_yaml().starts_with("# a table\nA:\n"));
+        assert_eq!(LatencyTable::parse(&t2.to_yaml(), "t3").unwrap(), t2);
+    }
+
+    #[test]
+    fn merging_pools_repeated_keys() {
+        let a = LatencyTable::parse("K:\n  count: 2\n  mean: 1\n  std: 0\nA:\n  count: 1\n  mean: 5\n  std: 0\n", "a").unwrap();
+        let b = LatencyTable::parse("K:\n  count: 2\n  mean: 3\n  std: 0\nB:\n  count: 1\n  mean: 7\n  std: 0\n", "b").unwrap();
+        let mut t = a.clone();
+        t.merge(&b);
+        assert_eq!(t.entries.len(), 3);
+        // Measurements {1, 1, 3, 3}: mean 2, population std 1.
+        let k = t.entries["K"];
+        assert_eq!((k.count, k.mean, k.std), (4, 2.0, 1.0));
+        assert_eq!(t.entries["A"].mean, 5.0);
+        assert_eq!(t.entries["B"].mean, 7.0);
     }
 
     #[test]
