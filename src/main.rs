@@ -1,6 +1,7 @@
 //! The `chanasc` command line: parses arguments and wires the library crates together.
 
 mod nas_cli;
+mod search_cli;
 mod tune_cli;
 
 use std::path::{Path, PathBuf};
@@ -124,6 +125,15 @@ enum Command {
         #[command(subcommand)]
         command: nas_cli::NasCommand,
     },
+    /// Latency tables of the search space's blocks: build one on this machine, check its
+    /// predictions against measured networks, summarize one.
+    Lut {
+        #[command(subcommand)]
+        command: search_cli::LutCommand,
+    },
+    /// Architecture search under a latency budget (--baseline: OFA's schedule-blind
+    /// evolutionary search); writes the chosen network, compiled, and the search's records.
+    Search(search_cli::SearchArgs),
     /// Write a built-in example network as ONNX (tiny-cnn: a MobileNetV3-style CNN, 3x32x32 -> 10).
     Example {
         #[arg(default_value = "tiny-cnn")]
@@ -160,6 +170,8 @@ fn main() -> ExitCode {
         Command::Example { name, output, seed } => example(&name, &output, seed),
         Command::ExportArch { arch, width, seed, output } => nas_cli::export_arch(&arch, width, seed, &output),
         Command::Nas { command } => nas_cli::run(command),
+        Command::Lut { command } => search_cli::run_lut(command),
+        Command::Search(args) => search_cli::search(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Subcommand;
-use nas::{ArchConfig, Block, LatencyTable};
+use nas::{ArchConfig, Block};
+
+use crate::search_cli::{load_tables, names};
 
 #[derive(Subcommand)]
 pub enum NasCommand {
@@ -20,9 +22,10 @@ pub enum NasCommand {
         /// Accuracy oracle: predictor:FILE.safetensors, table:FILE.csv or command:CMD.
         #[arg(long)]
         accuracy: Option<String>,
-        /// Latency table (OFA's YAML format) to predict the latency from.
-        #[arg(long)]
-        lut: Option<PathBuf>,
+        /// Latency tables (OFA's YAML format) to predict the latency from: comma-separated or
+        /// repeated (e.g. OFA's five note10_lut_*.yaml).
+        #[arg(long, value_delimiter = ',')]
+        lut: Vec<PathBuf>,
         /// Time limit of a command: oracle, in seconds.
         #[arg(long, default_value_t = 60.0)]
         oracle_timeout: f64,
@@ -71,13 +74,7 @@ pub fn run(command: NasCommand) -> CliResult<()> {
             accuracy,
             lut,
             oracle_timeout,
-        } => eval(
-            &arch,
-            width,
-            accuracy.as_deref(),
-            lut.as_deref(),
-            oracle_timeout,
-        ),
+        } => eval(&arch, width, accuracy.as_deref(), &lut, oracle_timeout),
         NasCommand::Blocks { arch, width } => blocks(&arch, width),
     }
 }
@@ -86,10 +83,10 @@ fn eval(
     arch: &Path,
     width: f64,
     accuracy: Option<&str>,
-    lut: Option<&Path>,
+    lut: &[PathBuf],
     timeout: f64,
 ) -> CliResult<()> {
-    if accuracy.is_none() && lut.is_none() {
+    if accuracy.is_none() && lut.is_empty() {
         return Err("nothing to evaluate: give --accuracy ORACLE and/or --lut TABLE".into());
     }
     if !(timeout > 0.0 && timeout.is_finite()) {
@@ -119,11 +116,11 @@ fn eval(
             lines.push(format!("gap={gap:.6}"));
         }
     }
-    if let Some(path) = lut {
-        let table = LatencyTable::load(path).map_err(|e| e.to_string())?;
+    if !lut.is_empty() {
+        let table = load_tables(lut)?;
         let ms = table
             .predict(&blocks)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| format!("{}: {e}", names(lut)))?;
         lines.push(format!("latency_ms={ms:.6}"));
     }
     for l in lines {

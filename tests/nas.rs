@@ -443,3 +443,178 @@ fn nas_eval_with_ofa_data() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Fast timing settings for tests: a few runs, no cache flush.
+const QUICK: [&str; 8] = [
+    "--runs",
+    "3",
+    "--warmup",
+    "1",
+    "--flush-mb",
+    "0",
+    "--retries",
+    "0",
+];
+
+#[test]
+fn lut_build_refuses_what_it_cannot_do_and_resumes_a_partial_table() {
+    let dir = tempdir("lutbuild");
+    let out = dir.join("lut.yaml");
+    let o = out.to_str().unwrap();
+    assert_clean_error(
+        &chanasc(&["lut", "build", "--tune-trials", "5", "-o", o]),
+        &["--tune-trials 5", "tuner does not exist yet", "issue 6"],
+    );
+    assert_clean_error(
+        &chanasc(&["lut", "build", "--arch", "aarch64", "-o", o]),
+        &["--arch \"aarch64\"", "only host"],
+    );
+    assert_clean_error(
+        &chanasc(&["lut", "build", "--space", "darts", "-o", o]),
+        &["unknown --space \"darts\""],
+    );
+    assert_clean_error(
+        &chanasc(&["lut", "build", "--width", "1.1", "-o", o]),
+        &["width 1.1"],
+    );
+    assert!(!out.exists());
+    // Three blocks of the tiny resolution 32, then three more: the first three are kept.
+    let build = |max: &str| {
+        let mut args = vec!["lut", "build", "--resolutions", "32", "--max-blocks", max, "-o", o];
+        args.extend(QUICK);
+        chanasc(&args)
+    };
+    let first = ok(build("3"));
+    assert!(first.contains("3 entries (3 measured now, 0 already there, 93 still to measure"), "{first}");
+    let t1 = nas::LatencyTable::load(&out).unwrap();
+    assert_eq!(t1.entries.len(), 3);
+    assert!(t1.header[0].starts_with("chanasc lut build: ofa-mbv3 w1.2"), "{:?}", t1.header);
+    let second = ok(build("3"));
+    assert!(second.contains("6 entries (3 measured now, 3 already there"), "{second}");
+    let t2 = nas::LatencyTable::load(&out).unwrap();
+    for (k, e) in &t1.entries {
+        assert_eq!(t2.entries[k], *e, "{k} was measured again");
+    }
+    let side = std::fs::read_to_string(dir.join("lut.yaml.schedules.jsonl")).unwrap();
+    assert_eq!(side.lines().count(), 6);
+    for line in side.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(t2.entries.contains_key(v["key"].as_str().unwrap()));
+        assert!(!v["programs"].as_array().unwrap().is_empty(), "{line}");
+        assert!(v["programs"][0]["schedule"].is_array(), "{line}");
+    }
+    for e in t2.entries.values() {
+        assert_eq!(e.count, 3);
+        assert!(e.mean > 0.0 && e.mean < 100.0);
+    }
+    // A corrupt table is not silently replaced.
+    std::fs::write(&out, "Conv-input:32x32x3-output:16x16x24:\n  count: x\n").unwrap();
+    assert_clean_error(&build("3"), &["lut.yaml:2", "cannot resume"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn lut_show_check_and_baseline_search_with_ofa_tables() {
+    let Some(shared) = support::shared_dir() else {
+        note("lut check / search: SKIPPED: ../shared is not present (set CHANASC_SHARED to its path)");
+        return;
+    };
+    let ofa = shared.join("data/ofa");
+    let tables: Vec<String> = [160, 176, 192, 208, 224]
+        .iter()
+        .map(|r| ofa.join(format!("note10_lut_{r}.yaml")).display().to_string())
+        .collect();
+    let all = tables.join(",");
+    let dir = tempdir("search");
+    // Several tables read as one, comma-separated or repeated.
+    let shown = ok(chanasc(&["lut", "show", &all]));
+    assert!(shown.contains("450 entries"), "{shown}");
+    for r in ["160", "176", "192", "208", "224"] {
+        assert!(shown.lines().any(|l| l.trim_start().starts_with(r) && l.contains("96/96")), "{shown}");
+    }
+    let a = write_arch(&dir, "a.json", &nas::ArchConfig::max(208));
+    let joined = ok(chanasc(&["nas", "eval", &a, "--lut", &all]));
+    let mut repeated = vec!["nas", "eval", a.as_str()];
+    for t in &tables {
+        repeated.extend(["--lut", t.as_str()]);
+    }
+    assert_eq!(ok(chanasc(&repeated)), joined);
+    let alone = ok(chanasc(&["nas", "eval", &a, "--lut", &tables[3]]));
+    let ms = |s: &str| s.trim().strip_prefix("latency_ms=").unwrap().parse::<f64>().unwrap();
+    // Only the head layers are shared between resolutions: pooled, they move a little.
+    assert!((ms(&joined) - ms(&alone)).abs() / ms(&alone) < 0.05, "{joined} {alone}");
+
+    // lut check on two sampled networks (Note10 predictions against this machine: the
+    // errors mean nothing here, the command's output does).
+    let mut args = vec!["lut", "check", "--lut", &all, "--samples", "2", "--resolutions", "160"];
+    args.extend(QUICK);
+    let checked = ok(chanasc(&args));
+    let lines: Vec<&str> = checked.lines().collect();
+    assert!(lines[0].starts_with("arch") && lines[0].contains("error_%"), "{checked}");
+    for l in &lines[1..3] {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert!(nas::ArchConfig::from_compact(f[0]).is_ok(), "{l}");
+        let (p, m, e): (f64, f64, f64) = (f[1].parse().unwrap(), f[2].parse().unwrap(), f[3].parse().unwrap());
+        assert!(p > 0.0 && m > 0.0);
+        assert!((e - (p - m) / m * 100.0).abs() < 0.02, "{l}");
+    }
+    assert!(checked.contains("2 archs (resolutions [160], seed 0): median |error|"), "{checked}");
+
+    let predictor = format!("predictor:{}", ofa.join("ofa_mbv3_w12_acc_predictor.safetensors").display());
+    let out = dir.join("out");
+    let o = out.to_str().unwrap();
+    let base = ["search", "--latency-ms", "20", "--accuracy", predictor.as_str(), "--lut", all.as_str()];
+    let mut no_baseline = base.to_vec();
+    no_baseline.extend(["-o", o]);
+    assert_clean_error(&chanasc(&no_baseline), &["co-search", "issue 7", "--baseline"]);
+    assert_clean_error(
+        &chanasc(&["search", "--latency-ms", "20", "--accuracy", &predictor, "--baseline", "-o", o]),
+        &["--lut"],
+    );
+    let mut tight = base.to_vec();
+    tight[2] = "1";
+    tight.extend(["--baseline", "-o", o]);
+    assert_clean_error(&chanasc(&tight), &["below the smallest network"]);
+    let mut args = base.to_vec();
+    args.extend(["--baseline", "--resolutions", "160,176", "--population", "8", "--generations", "3", "--seed", "5", "-o", o]);
+    args.extend(QUICK);
+    let res = chanasc(&args);
+    let stdout = ok(res);
+    let field = |name: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+            .to_string()
+    };
+    let predicted: f64 = field("predicted_latency_ms").parse().unwrap();
+    assert!(predicted <= 20.0, "{stdout}");
+    let measured: f64 = field("measured_latency_ms").parse().unwrap();
+    assert!(measured > 0.0);
+    let chosen = nas::ArchConfig::load(&out.join("arch.json")).unwrap();
+    assert!(stdout.contains(&format!("chosen: {}", chosen.to_compact())), "{stdout}");
+    assert!([160, 176].contains(&chosen.r));
+    let acc: f64 = field("val_acc").parse().unwrap();
+    assert!(acc > 0.7 && acc < 0.9);
+    // The ONNX imports, and the compiled runner is there.
+    assert!(frontend::load_onnx(&out.join("net.onnx")).is_ok());
+    assert!(out.join("compiled/model").is_file() && out.join("compiled/model.json").is_file());
+    let csv = std::fs::read_to_string(out.join("population.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "arch,val_acc,latency_ms,on_pareto_front");
+    assert!(rows.len() > 8, "{csv}");
+    assert!(rows[1..].iter().all(|r| r.split(',').nth(2).unwrap().parse::<f64>().unwrap() <= 20.0));
+    assert!(rows[1..].iter().any(|r| r.ends_with(",1")));
+    assert!(rows.iter().any(|r| r.starts_with(&chosen.to_compact())));
+    let log = std::fs::read_to_string(out.join("search_log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 4);
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["generation"], 3);
+    assert_eq!(last["best_arch"], chosen.to_compact());
+    let svg = std::fs::read_to_string(out.join("pareto.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("budget 20 ms"));
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains(&chosen.to_compact()) && summary.contains("| latency budget | 20 ms |"), "{summary}");
+    assert!(summary.contains("measured latency (compiled winner, median)"), "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
