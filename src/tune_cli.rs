@@ -92,9 +92,11 @@ pub fn tune(a: TuneArgs) -> Result<(), String> {
         a.model.display(),
         tune::task::target_id(&target)
     );
-    println!("  {:16} {:>6} {:>12}  program", "key", "weight", "MFLOP");
+    println!("  {:16} {:>6} {:>10} {:>18}  program", "key", "weight", "MFLOP", "schedule space");
     for t in &tasks {
-        println!("  {:16} {:>6} {:>12.3}  {}", t.key, t.weight, t.flops as f64 / 1e6, t.name);
+        let space = passes::schedule::Space::new(&t.func, target.vector_width(), &t.constants);
+        let size = format!("{} {:.1e}", space.kind(), space.size() as f64);
+        println!("  {:16} {:>6} {:>10.3} {:>18}  {}", t.key, t.weight, t.flops as f64 / 1e6, size, t.name);
     }
     if a.trials == 0 {
         return Ok(());

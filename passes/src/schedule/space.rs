@@ -346,6 +346,7 @@ fn reduction_trace(r: &ReductionNest, value: &dyn Fn(&str) -> i64) -> Option<Tra
     // The outer loops in their original order, split loops standing for their axis.
     let mut trivial = Vec::new();
     let mut outer = Vec::new();
+    let mut extent_of = std::collections::HashMap::new();
     for i in 0..n {
         let l = if (vectorized && i as i64 == vec_axis) || (tiled && i as i64 == row_axis) {
             format!("{}_o", r.names[i])
@@ -359,6 +360,7 @@ fn reduction_trace(r: &ReductionNest, value: &dyn Fn(&str) -> i64) -> Option<Tra
         } else {
             r.extents[i]
         };
+        extent_of.insert(l.clone(), split_extent);
         if split_extent == 1 {
             trivial.push(l)
         } else {
@@ -418,18 +420,32 @@ fn reduction_trace(r: &ReductionNest, value: &dyn Fn(&str) -> i64) -> Option<Tra
         steps.push(Primitive::Split { loop_: l.clone(), factor: split });
         steps.push(Primitive::Unroll { loop_: format!("{l}_i") });
     }
-    // The first `depth` outer loops become one parallel loop.
-    let depth = value("parallel_depth") as usize;
-    if depth > order.len() {
+    let loops: Vec<(String, i64)> = order.iter().map(|l| (l.clone(), extent_of[l])).collect();
+    parallel(&mut steps, &loops, value("parallel_depth") as usize)?;
+    Some(Trace(steps))
+}
+
+/// The parallel loop must have at least this many iterations when the outer loops have
+/// them: tuning measures one thread, which would not see the cost of too few.
+const MIN_PARALLEL: i64 = 16;
+
+/// Fuses the first `depth` of the outer `loops` (name, extent) into the parallel loop.
+fn parallel(steps: &mut Vec<Primitive>, loops: &[(String, i64)], depth: usize) -> Option<()> {
+    if depth == 0 || depth > loops.len() {
         return None;
     }
-    let mut fused = order[0].clone();
-    for l in &order[1..depth] {
+    let total: i64 = loops.iter().map(|l| l.1).product();
+    let fused_extent: i64 = loops[..depth].iter().map(|l| l.1).product();
+    if fused_extent < MIN_PARALLEL.min(total) {
+        return None;
+    }
+    let mut fused = loops[0].0.clone();
+    for (l, _) in &loops[1..depth] {
         steps.push(Primitive::Fuse { outer: fused.clone(), inner: l.clone() });
         fused = format!("{fused}_{l}");
     }
     steps.push(Primitive::Parallel { loop_: fused });
-    Some(Trace(steps))
+    Some(())
 }
 
 /// The layout knob's value; 0 when the space has none.
@@ -486,7 +502,7 @@ fn spatial_trace(nests: &[StoreNest], value: &dyn Fn(&str) -> i64) -> Option<Tra
     for (i, n) in nests.iter().enumerate() {
         let v = vector_loop(n);
         let (width, unroll) = (value(&format!("vec{i}")), value(&format!("unroll{i}")));
-        let mut outer: Vec<String> = n.names[..v].to_vec();
+        let mut outer: Vec<(String, i64)> = n.names[..v].iter().cloned().zip(n.extents[..v].iter().copied()).collect();
         // The loop that is unrolled: the one just outside the vector, or the innermost.
         let (unrolled, unrolled_extent) = if width > 1 {
             if width > n.extents[v] || (n.extents[v] % width != 0 && width % 8 != 0) {
@@ -504,21 +520,12 @@ fn spatial_trace(nests: &[StoreNest], value: &dyn Fn(&str) -> i64) -> Option<Tra
             }
             steps.push(Primitive::Split { loop_: unrolled.clone(), factor: unroll });
             steps.push(Primitive::Unroll { loop_: format!("{unrolled}_i") });
-            outer.push(format!("{unrolled}_o"));
+            outer.push((format!("{unrolled}_o"), unrolled_extent / unroll));
         } else {
-            outer.push(unrolled);
+            outer.push((unrolled, unrolled_extent));
         }
         if nests.len() == 1 {
-            let depth = value("parallel_depth") as usize;
-            if depth > outer.len() {
-                return None;
-            }
-            let mut fused = outer[0].clone();
-            for l in &outer[1..depth] {
-                steps.push(Primitive::Fuse { outer: fused.clone(), inner: l.clone() });
-                fused = format!("{fused}_{l}");
-            }
-            steps.push(Primitive::Parallel { loop_: fused });
+            parallel(&mut steps, &outer, value("parallel_depth") as usize)?;
         }
     }
     Some(Trace(steps))
@@ -642,6 +649,8 @@ mod tests {
         let names: Vec<&str> = space.knobs.iter().map(|k| k.name.as_str()).collect();
         assert_eq!(names, ["vec0", "unroll0", "parallel_depth"]);
         let pick = |name: &str, v: i64| space.knobs.iter().find(|k| k.name == name).unwrap().choices.iter().position(|&c| c == v).unwrap();
+        // Only i in parallel: 4 iterations, too few for threads when 8 are available.
+        assert!(space.schedule(&f, &[pick("vec0", 16), pick("unroll0", 2), pick("parallel_depth", 1)]).is_none());
         let point = vec![pick("vec0", 16), pick("unroll0", 2), pick("parallel_depth", 2)];
         let (trace, _) = space.schedule(&f, &point).expect("valid point");
         assert_eq!(
