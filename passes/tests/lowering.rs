@@ -334,6 +334,35 @@ fn conv2d_variants() {
 }
 
 #[test]
+fn nchwc_layout_and_blocked_convolutions() {
+    let mut r = Rng(14);
+    for block in [8, 16] {
+        let x = r.tensor(DType::F32, &[2, 2 * block, 3, 5]);
+        check(Op::ToNchwc { block }, vec![x]);
+        check(Op::FromNchwc { block }, vec![r.tensor(DType::F32, &[1, 3, 4, 2, block])]);
+        // (input blocks, output channels, kernel, strides, pads, groups: 1 dense, else depthwise)
+        let cases: &[(usize, usize, usize, [usize; 2], [usize; 4], bool, bool)] = &[
+            (2, 3 * block, 1, [1, 1], [0; 4], false, true),
+            (1, block, 3, [2, 2], [1, 1, 1, 1], false, false),
+            (2, 2 * block, 3, [1, 1], [1, 1, 1, 1], true, true),
+            (1, block, 5, [2, 2], [2, 1, 2, 2], true, false),
+        ];
+        for &(cb, o, k, strides, pads, depthwise, bias) in cases {
+            let c = cb * block;
+            let groups = if depthwise { c } else { 1 };
+            let op = Op::Conv2dNchwc { strides, pads, dilations: [1, 1], groups, block };
+            let mut ops = vec![r.tensor(DType::F32, &[1, cb, 7, 6, block]), r.tensor(DType::F32, &[o, c / groups, k, k])];
+            if bias {
+                ops.push(r.tensor(DType::F32, &[o]));
+            }
+            // A constant weight is read in blocked layout; a computed one as it is.
+            check_with(op.clone(), ops.clone(), &[false, true, true]);
+            check_with(op, ops, &[false, false, true]);
+        }
+    }
+}
+
+#[test]
 fn matmul_batches_broadcast() {
     let mut r = Rng(5);
     let shapes: [(&[usize], &[usize]); 5] = [

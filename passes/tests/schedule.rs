@@ -117,6 +117,29 @@ fn default_conv_schedule_tiles_and_keeps_results() {
     assert_eq!(print_func(&parse_func(&text).unwrap()), text);
 }
 
+/// The default schedule of channel-blocked convolutions (as lowering writes them, dense and
+/// depthwise): a register tile of output pixels by one vector of a channel block.
+#[test]
+fn default_nchwc_conv_schedule_keeps_results() {
+    for (groups, w, block) in [(1, [32, 16, 1, 1], 16), (16, [16, 1, 3, 3], 16), (1, [16, 24, 3, 3], 8)] {
+        let c = if groups == 1 { w[1] } else { groups };
+        let mut g = ir::Graph::new("t");
+        let x = g.add_input("x", ir::TensorType::new(ir::DType::F32, vec![1, c / block, 9, 9, block]));
+        let wv = g.add_const(Some("w".into()), ramp(&w, 3));
+        let op = ir::Op::Conv2dNchwc { strides: [1, 1], pads: [0; 4], dilations: [1, 1], groups, block };
+        let y = g.add_node(op, vec![x, wv], None).unwrap();
+        g.outputs.push(y);
+        let steps = passes::lower::lower_graph(&g).unwrap();
+        let Some(passes::lower::Step::Run(p)) = steps.first() else { panic!("one program") };
+        let want = eval(&p.func);
+        let trace = default_schedule(&p.func, 16);
+        let scheduled = trace.apply(&p.func).unwrap();
+        let text = print_func(&scheduled);
+        assert!(text.contains("for oi_i") && text.contains("vectorized") && text.contains("temp %y_acc"), "{text}");
+        close(&eval(&scheduled), &want);
+    }
+}
+
 #[test]
 fn every_primitive_keeps_results() {
     let f = parse_func(CONV).unwrap();

@@ -83,7 +83,48 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, 
         Op::Expand { .. } => movement::expand(x, out),
         Op::Gather { axis } => movement::gather(x, inputs[1], *axis, out),
         Op::Fused(f) => eval_fused(f, inputs),
+        Op::ToNchwc { block } => to_nchwc(x, *block, out),
+        Op::FromNchwc { block } => from_nchwc(x, *block, out),
+        Op::Conv2dNchwc {
+            strides,
+            pads,
+            dilations,
+            groups,
+            block,
+        } => {
+            // The plain convolution between the layout changes: one definition of the math.
+            let unblocked_ty = Op::FromNchwc { block: *block }.infer(&[&x.ty()])?;
+            let unblocked = from_nchwc(x, *block, &unblocked_ty)?;
+            let conv = Op::Conv2d {
+                strides: *strides,
+                pads: *pads,
+                dilations: *dilations,
+                groups: *groups,
+            };
+            let mut operands = vec![&unblocked];
+            operands.extend(&inputs[1..]);
+            let types: Vec<TensorType> = operands.iter().map(|t| t.ty()).collect();
+            let types: Vec<&TensorType> = types.iter().collect();
+            let y = eval_op(&conv, &operands, &conv.infer(&types)?)?;
+            to_nchwc(&y, *block, out)
+        }
     }
+}
+
+/// [N, C, H, W] viewed as [N, C/b, b, H, W], with the block axis moved last.
+fn to_nchwc(x: &Tensor, block: usize, out: &TensorType) -> Result<Tensor, InterpError> {
+    let s = &x.shape;
+    let split = TensorType::new(x.dtype(), vec![s[0], s[1] / block, block, s[2], s[3]]);
+    let split = movement::reshape(x, &split)?;
+    movement::transpose(&split, &[0, 1, 3, 4, 2], out)
+}
+
+/// [N, C/b, H, W, b] with the block axis moved after the block index, viewed as [N, C, H, W].
+fn from_nchwc(x: &Tensor, block: usize, out: &TensorType) -> Result<Tensor, InterpError> {
+    let s = &x.shape;
+    let moved = TensorType::new(x.dtype(), vec![s[0], s[1], block, s[2], s[3]]);
+    let moved = movement::transpose(x, &[0, 1, 4, 2, 3], &moved)?;
+    movement::reshape(&moved, out)
 }
 
 /// A fused op computes its steps in order; each step checks its own operands.

@@ -98,7 +98,7 @@ impl Fused {
 
     /// The index of the step that is a convolution or matrix product, if any.
     pub fn dense_step(&self) -> Option<usize> {
-        self.steps.iter().position(|s| matches!(s.op, Op::Conv2d { .. } | Op::MatMul))
+        self.steps.iter().position(|s| s.op.is_dense())
     }
 
     /// The body as the text IR writes it.

@@ -191,6 +191,15 @@ pub enum Op {
     },
     /// Several ops computed as one tensor program (see `fused.rs`).
     Fused(Box<Fused>),
+    /// The channel-blocked layout NCHW[b]c: [N, C, H, W] -> [N, C/b, H, W, b], element
+    /// (n, c, h, w) at (n, c / b, h, w, c % b). A vector of b channels of a pixel is contiguous.
+    ToNchwc { block: usize },
+    /// The inverse of `ToNchwc`.
+    FromNchwc { block: usize },
+    /// `Conv2d` on NCHW[b]c tensors: x [N, C/b, H, W, b], weight [O, C/groups, KH, KW] (the
+    /// lowering picks its memory layout), optional bias [O], result [N, O/b, OH, OW, b]. Only
+    /// dense (groups 1) and depthwise (groups = C = O) convolutions.
+    Conv2dNchwc { strides: [usize; 2], pads: [usize; 4], dilations: [usize; 2], groups: usize, block: usize },
 }
 
 /// An attribute value as it appears in the text IR.
@@ -289,6 +298,9 @@ impl Op {
             Op::Expand { .. } => "expand",
             Op::Gather { .. } => "gather",
             Op::Fused(_) => "fused",
+            Op::ToNchwc { .. } => "to_nchwc",
+            Op::FromNchwc { .. } => "from_nchwc",
+            Op::Conv2dNchwc { .. } => "conv2d_nchwc",
         }
     }
 
@@ -329,6 +341,14 @@ impl Op {
             Op::Transpose { perm } => vec![("perm", ints(perm))],
             Op::Concat { axis } | Op::Gather { axis } => vec![("axis", Attr::Int(*axis as i64))],
             Op::Fused(f) => f.attrs(),
+            Op::ToNchwc { block } | Op::FromNchwc { block } => vec![("block", Attr::Int(*block as i64))],
+            Op::Conv2dNchwc { strides, pads, dilations, groups, block } => vec![
+                ("strides", ints(strides)),
+                ("pads", ints(pads)),
+                ("dilations", ints(dilations)),
+                ("groups", Attr::Int(*groups as i64)),
+                ("block", Attr::Int(*block as i64)),
+            ],
             Op::Slice { starts, ends, steps } => {
                 vec![("starts", Attr::Ints(starts.clone())), ("ends", Attr::Ints(ends.clone())), ("steps", Attr::Ints(steps.clone()))]
             }
@@ -397,6 +417,15 @@ impl Op {
                 "concat" => Op::Concat { axis: a.int("axis")? as usize },
                 "gather" => Op::Gather { axis: a.int("axis")? as usize },
                 "fused" => Op::Fused(Box::new(Fused::parse(&a.string("body")?)?)),
+                "to_nchwc" => Op::ToNchwc { block: a.int("block")? as usize },
+                "from_nchwc" => Op::FromNchwc { block: a.int("block")? as usize },
+                "conv2d_nchwc" => Op::Conv2dNchwc {
+                    strides: a.pair("strides")?,
+                    pads: a.quad("pads")?,
+                    dilations: a.pair("dilations")?,
+                    groups: a.int("groups")? as usize,
+                    block: a.int("block")? as usize,
+                },
                 "slice" => Op::Slice { starts: a.ints("starts")?, ends: a.ints("ends")?, steps: a.ints("steps")? },
                 "pad" => {
                     let pads = a.usizes("pads")?;
@@ -420,7 +449,7 @@ impl Op {
         match self {
             Op::Binary(_) | Op::MatMul | Op::Gather { .. } => (2, 2),
             Op::Where => (3, 3),
-            Op::Conv2d { .. } => (2, 3),
+            Op::Conv2d { .. } | Op::Conv2dNchwc { .. } => (2, 3),
             Op::Concat { .. } | Op::Fused(_) => (1, usize::MAX),
             _ => (1, 1),
         }
@@ -615,7 +644,45 @@ impl Op {
                 Ok(TensorType::new(x.dtype, shape))
             }
             Op::Fused(f) => f.infer(inputs),
+            Op::ToNchwc { block } => {
+                rank_is(4, x, "input")?;
+                if *block == 0 || x.shape[1] % block != 0 {
+                    return shape_err(name, format!("{x} has no whole blocks of {block} channels"));
+                }
+                Ok(TensorType::new(x.dtype, vec![x.shape[0], x.shape[1] / block, x.shape[2], x.shape[3], *block]))
+            }
+            Op::FromNchwc { block } => {
+                rank_is(5, x, "input")?;
+                if x.shape[4] != *block {
+                    return shape_err(name, format!("{x} is not in blocks of {block} channels"));
+                }
+                Ok(TensorType::new(x.dtype, vec![x.shape[0], x.shape[1] * block, x.shape[2], x.shape[3]]))
+            }
+            Op::Conv2dNchwc { strides, pads, dilations, groups, block } => {
+                // The shape rule of the plain convolution, on the unblocked input.
+                let unblocked = Op::FromNchwc { block: *block }.infer(&[x])?;
+                let mut operands = vec![&unblocked];
+                operands.extend(&inputs[1..]);
+                let plain = Op::Conv2d { strides: *strides, pads: *pads, dilations: *dilations, groups: *groups }.infer(&operands)?;
+                let (c, o) = (unblocked.shape[1], plain.shape[1]);
+                if !(*groups == 1 || (*groups == c && o == c)) {
+                    return shape_err(name, format!("groups={groups} is neither dense nor depthwise"));
+                }
+                Op::ToNchwc { block: *block }.infer(&[&plain])
+            }
         }
+    }
+
+    /// A convolution or matrix product: an op whose program is an output loop nest over an
+    /// init store and a reduction, which elementwise consumers can join as an epilogue.
+    pub fn is_dense(&self) -> bool {
+        matches!(self, Op::Conv2d { .. } | Op::Conv2dNchwc { .. } | Op::MatMul)
+    }
+
+    /// An unpadded convolution: its input loads stay inside the input, so an elementwise
+    /// producer can be computed as they happen (a prologue).
+    pub fn is_unpadded_conv(&self) -> bool {
+        matches!(self, Op::Conv2d { pads: [0, 0, 0, 0], .. } | Op::Conv2dNchwc { pads: [0, 0, 0, 0], .. })
     }
 
     /// The window of a conv2d whose weight has spatial extent `kernel`.
@@ -638,6 +705,10 @@ impl Op {
                 (output.numel() * x[x.len() - 1]) as u64
             }
             Op::Fused(f) => f.macs(inputs),
+            Op::Conv2dNchwc { .. } => {
+                let w = &inputs[1].shape;
+                (output.numel() * w[1] * w[2] * w[3]) as u64
+            }
             _ => 0,
         }
     }

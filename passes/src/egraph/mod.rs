@@ -6,6 +6,7 @@
 //! Saturation is bounded by node, iteration and time limits, reported in [`Report`];
 //! extraction is deterministic (egg's `deterministic` feature and a total cost order).
 
+mod extract;
 pub mod rules;
 
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use egg::{Analysis, DidMerge, EGraph, Extractor, Id, Language, Runner};
+use egg::{Analysis, DidMerge, EGraph, Id, Language, Runner};
 use ir::{Graph, Op, Tensor, TensorType, ValueDef, ValueId};
 
 use crate::PassError;
@@ -358,35 +359,55 @@ fn to_egraph(g: &Graph) -> (GEGraph, Vec<Id>) {
     (egraph, roots)
 }
 
-/// The cost model: bytes moved plus arithmetic, in arbitrary units. A node that writes a
-/// tensor costs its traffic, so folding a multiply into a convolution's weights (a constant)
-/// always wins; constants and inputs are free.
-pub struct TrafficCost<'a> {
-    pub egraph: &'a GEGraph,
+/// The cost model of one node: bytes moved plus arithmetic, in arbitrary units. A node that
+/// writes a tensor costs its traffic, so folding a multiply into a convolution's weights (a
+/// constant) always wins; constants and inputs are free, and so is a reshape (an alias).
+pub fn node_cost(egraph: &GEGraph, enode: &GNode) -> u64 {
+    let GNode::Op(k, ch) = enode else { return 0 };
+    if matches!(k.op, Op::Reshape { .. }) {
+        return 1;
+    }
+    let bytes = |id: Id| egraph[id].data.ty.numel() as u64 * 4;
+    let types: Vec<&TensorType> = ch.iter().map(|&c| &egraph[c].data.ty).collect();
+    let Ok(out_ty) = k.op.infer(&types) else { return u64::MAX / 4 };
+    let traffic: u64 = out_ty.numel() as u64 * 4 + ch.iter().map(|&c| bytes(c)).sum::<u64>();
+    traffic.saturating_add(compute_cost(&k.op, &types, &out_ty)).saturating_add(1)
 }
 
-impl egg::CostFunction<GNode> for TrafficCost<'_> {
-    type Cost = u64;
-
-    fn cost<C: FnMut(Id) -> u64>(&mut self, enode: &GNode, mut costs: C) -> u64 {
-        let children: u64 = enode.children().iter().map(|&c| costs(c)).fold(0u64, |a, b| a.saturating_add(b));
-        let GNode::Op(k, ch) = enode else { return 0 };
-        let bytes = |id: Id| self.egraph[id].data.ty.numel() as u64 * 4;
-        let out = {
-            let types: Vec<&TensorType> = ch.iter().map(|&c| &self.egraph[c].data.ty).collect();
-            k.op.infer(&types).map(|t| t.numel() as u64 * 4).unwrap_or(u64::MAX / 4)
-        };
-        let traffic: u64 = out + ch.iter().map(|&c| bytes(c)).sum::<u64>();
-        let types: Vec<&TensorType> = ch.iter().map(|&c| &self.egraph[c].data.ty).collect();
-        let out_ty = k.op.infer(&types).unwrap_or_else(|_| TensorType::new(ir::DType::F32, vec![]));
-        let compute = k.op.macs(&types, &out_ty) / 8;
-        children.saturating_add(traffic).saturating_add(compute).saturating_add(1)
+/// The arithmetic of an op: its multiply-accumulates over the lanes its kernel keeps busy. A
+/// channel-blocked convolution's vector lanes are full and its loads unit-stride (a block of
+/// 8 fills half a 16-lane register); a plain NCHW one wastes lanes on narrow images and
+/// strides on wide ones. A fused op costs its steps'.
+fn compute_cost(op: &Op, types: &[&TensorType], out: &TensorType) -> u64 {
+    if let Op::Fused(f) = op {
+        let Ok(step_types) = f.step_types(types) else { return u64::MAX / 4 };
+        return f
+            .steps
+            .iter()
+            .zip(&step_types)
+            .map(|(step, t)| {
+                let operands: Vec<&TensorType> = step
+                    .operands
+                    .iter()
+                    .map(|r| match *r {
+                        ir::FusedRef::Input(k) => types[k],
+                        ir::FusedRef::Step(j) => &step_types[j],
+                    })
+                    .collect();
+                compute_cost(&step.op, &operands, t)
+            })
+            .sum();
     }
+    let lanes = match op {
+        Op::Conv2dNchwc { block, .. } => 8 + (*block).min(16) as u64 / 2,
+        _ => 8,
+    };
+    op.macs(types, out) / lanes
 }
 
 /// Extracts the cheapest graph: one node per class, shared between the outputs.
 fn from_egraph(src: &Graph, egraph: &GEGraph, roots: &[Id]) -> Result<Graph, PassError> {
-    let extractor = Extractor::new(egraph, TrafficCost { egraph });
+    let extractor = extract::DagExtractor::new(egraph, roots);
     let mut out = Graph::new(src.name.clone());
     for &v in &src.inputs {
         out.add_input(src.value(v).name.clone().unwrap_or_default(), src.ty(v).clone());
@@ -395,7 +416,7 @@ fn from_egraph(src: &Graph, egraph: &GEGraph, roots: &[Id]) -> Result<Graph, Pas
     fn build(
         id: Id,
         egraph: &GEGraph,
-        extractor: &Extractor<TrafficCost, GNode, GraphAnalysis>,
+        extractor: &extract::DagExtractor,
         out: &mut Graph,
         built: &mut HashMap<Id, ValueId>,
     ) -> Result<ValueId, PassError> {

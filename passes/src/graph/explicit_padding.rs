@@ -19,6 +19,16 @@ pub fn explicit_padding(g: &Graph) -> Result<Graph, PassError> {
             let conv = Op::Conv2d { strides: *strides, pads: [0; 4], dilations: *dilations, groups: *groups };
             Ok(out.add_node(conv, inputs, node.name.clone())?)
         }
+        Op::Conv2dNchwc { strides, pads, dilations, groups, block } if pads.iter().any(|&p| p > 0) => {
+            let x = map(node.inputs[0]);
+            // N, C/b, H, W, b: only H and W are padded.
+            let pad = Op::Pad { pads: vec![0, 0, pads[0], pads[1], 0, 0, 0, pads[2], pads[3], 0], mode: PadMode::Constant, value: 0.0 };
+            let padded = out.add_node(pad, vec![x], node.name.clone())?;
+            let mut inputs = vec![padded];
+            inputs.extend(node.inputs[1..].iter().map(|&v| map(v)));
+            let conv = Op::Conv2dNchwc { strides: *strides, pads: [0; 4], dilations: *dilations, groups: *groups, block: *block };
+            Ok(out.add_node(conv, inputs, node.name.clone())?)
+        }
         _ => copy_node(out, node, map),
     })
 }

@@ -51,7 +51,7 @@ pub(crate) fn group_of(body: &Graph, f: &ir::Fused) -> Result<Group, String> {
                 .iter()
                 .enumerate()
                 .all(|(i, s)| s.operands.iter().enumerate().all(|(k, r)| *r != ir::FusedRef::Step(p) || (i == anchor && k == 0)));
-        if !elementwise_op(&f.steps[p].op) || !matches!(f.steps[anchor].op, Op::Conv2d { pads: [0, 0, 0, 0], .. }) || !feeds_input_only {
+        if !elementwise_op(&f.steps[p].op) || !f.steps[anchor].op.is_unpadded_conv() || !feeds_input_only {
             return Err("a prologue must be elementwise and feed only the input of an unpadded convolution".into());
         }
     }

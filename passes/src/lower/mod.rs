@@ -128,7 +128,7 @@ fn lower_group(g: &Graph, group: &fuse::Group) -> Result<Program, PassError> {
     };
     let ops: Vec<&str> = group.prologue.iter().chain(&group.nodes).map(|&i| g.nodes[i].op.name()).collect();
     let name = format!("{}_{}", ops.join("_"), last.output.0);
-    let dense = matches!(anchor.op, Op::Conv2d { .. } | Op::MatMul);
+    let dense = anchor.op.is_dense();
     let externals = fuse::external_operands(g, group, if dense { &[] } else { &anchor.inputs });
     let func = if dense {
         let f = lower_node(g, anchor)?.ok_or_else(|| err("a dense op lowers to a program".into()))?;
@@ -197,12 +197,12 @@ pub fn lower_node(g: &Graph, node: &Node) -> Result<Option<Func>, PassError> {
         Op::Unary(_) | Op::Binary(_) | Op::Clip { .. } | Op::Where | Op::Cast { .. } | Op::Expand { .. } => {
             elementwise::lower(&mut b, &node.op, &ins, out)
         }
-        Op::Conv2d { .. } | Op::MatMul | Op::Pool2d { .. } => {
+        Op::Conv2d { .. } | Op::Conv2dNchwc { .. } | Op::MatMul | Op::Pool2d { .. } => {
             let weight_is_constant = node.inputs.get(1).is_some_and(|&w| g.const_data(w).is_some());
             nn::lower(&mut b, &node.op, &ins, out, weight_is_constant)
         }
         Op::Reduce { .. } | Op::ArgReduce { .. } => reduce::lower(&mut b, &node.op, &ins, out),
-        Op::Transpose { .. } | Op::Concat { .. } | Op::Slice { .. } | Op::Pad { .. } | Op::Gather { .. } => {
+        Op::Transpose { .. } | Op::Concat { .. } | Op::Slice { .. } | Op::Pad { .. } | Op::Gather { .. } | Op::ToNchwc { .. } | Op::FromNchwc { .. } => {
             movement::lower(&mut b, &node.op, &ins, out)
         }
         Op::Reshape { .. } => unreachable!("handled above"),

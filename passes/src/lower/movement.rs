@@ -14,6 +14,8 @@ pub(super) fn lower(b: &mut Builder, op: &Op, ins: &[&TensorType], out: &TensorT
         Op::Slice { starts, steps, .. } => slice(b, ins[0], out, starts, steps),
         Op::Pad { pads, mode, value } => pad(b, ins[0], out, pads, *mode, *value),
         Op::Gather { axis } => gather(b, ins[0], ins[1], out, *axis),
+        Op::ToNchwc { block } => nchwc(b, ins[0], out, *block, true),
+        Op::FromNchwc { block } => nchwc(b, ins[0], out, *block, false),
         _ => Err("not a data movement op".into()),
     }
 }
@@ -31,6 +33,29 @@ fn transpose(b: &mut Builder, xt: &TensorType, out: &TensorType, perm: &[usize])
         xi[p] = Expr::Var(vars[i]);
     }
     let nest = b.nest(&vars, vec![store(y, vars_expr(&vars), Expr::load(x, xi))]);
+    b.push(nest);
+    Ok(())
+}
+
+/// A change between NCHW and NCHW[b]c: loops over the blocked shape (n, block, h, w, lane),
+/// copying element (n, block * b + lane, h, w) of the plain tensor from or to the blocked one.
+fn nchwc(b: &mut Builder, xt: &TensorType, out: &TensorType, block: usize, to_blocked: bool) -> Result<(), String> {
+    let x = b.param("x", xt);
+    let y = b.param("y", out);
+    let blocked = if to_blocked { out } else { xt };
+    if blocked.numel() == 0 {
+        return Ok(());
+    }
+    let vars = b.vars(&blocked.shape, |a| ["n", "cb", "h", "w", "ci"][a].to_string());
+    let blocked_index = vars_expr(&vars);
+    let channel = add(mul(Expr::Var(vars[1]), int(block as i64)), Expr::Var(vars[4]));
+    let plain_index = vec![Expr::Var(vars[0]), channel, Expr::Var(vars[2]), Expr::Var(vars[3])];
+    let copy = if to_blocked {
+        store(y, blocked_index, Expr::load(x, plain_index))
+    } else {
+        store(y, plain_index, Expr::load(x, blocked_index))
+    };
+    let nest = b.nest(&vars, vec![copy]);
     b.push(nest);
     Ok(())
 }

@@ -23,6 +23,11 @@ pub(super) fn lower(b: &mut Builder, op: &Op, ins: &[&TensorType], out: &TensorT
                 conv2d(b, ins, out, &win, *groups)
             }
         }
+        Op::Conv2dNchwc { strides, pads, dilations, groups, block } => {
+            let w = &ins[1].shape;
+            let win = Window { kernel: [w[2], w[3]], strides: *strides, pads: *pads, dilations: *dilations };
+            conv2d_nchwc(b, ins, out, &win, *groups > 1, *block, weight_is_constant)
+        }
         Op::MatMul => matmul(b, ins, out),
         Op::Pool2d { kind, window, count_include_pad, .. } => pool2d(b, ins[0], out, *kind, window, *count_include_pad),
         _ => Err("not a dense op".into()),
@@ -134,6 +139,68 @@ fn conv2d_channel_blocked(b: &mut Builder, ins: &[&TensorType], out: &TensorType
     let xv = padded_load(b, x, xs, [Expr::Var(n), Expr::Var(ic), ih, iw], Expr::Float(0.0));
     let wv = Expr::load(w, vars_expr(&[ob, ic, kh, kw, oi]));
     push_accumulation(b, &outer, &[ic, kh, kw], y, yi, init, Expr::bin(BinOp::Mul, xv, wv));
+    Ok(())
+}
+
+/// The convolution of `conv2d` on NCHW[b]c tensors, dense or depthwise: loops n, output
+/// block, oh, ow, channel-in-block, so that the innermost output loop is a contiguous vector of
+/// channels; the dense reduction runs over input blocks, the kernel, then the channels of a
+/// block (contiguous in the input). A constant weight is read as [O/b, I, KH, KW, b], a block's
+/// weights for one input channel and tap being one vector.
+fn conv2d_nchwc(b: &mut Builder, ins: &[&TensorType], out: &TensorType, win: &Window, depthwise: bool, block: usize, weight_is_constant: bool) -> Result<(), String> {
+    require_f32("conv2d_nchwc", ins)?;
+    let (xs, ws) = (&ins[0].shape, &ins[1].shape);
+    let (o, i, kh_n, kw_n) = (ws[0], ws[1], ws[2], ws[3]);
+    let x = b.param("x", ins[0]);
+    let w = if weight_is_constant {
+        let w = b.param("w", &TensorType::new(ins[1].dtype, vec![o / block, i, kh_n, kw_n, block]));
+        b.f.buffers[w.index()].layout = Some(Layout { view: vec![o / block, block, i, kh_n, kw_n], perm: vec![0, 2, 3, 4, 1] });
+        w
+    } else {
+        b.param("w", ins[1])
+    };
+    let bias = ins.get(2).map(|t| b.param("b", t));
+    let y = b.param("y", out);
+    if out.numel() == 0 {
+        return Ok(());
+    }
+    let s = &out.shape;
+    let outer = b.vars(s, |a| ["n", "ob", "oh", "ow", "oi"][a].to_string());
+    let [n, ob, oh, ow, oi] = [outer[0], outer[1], outer[2], outer[3], outer[4]];
+    let oc = add(mul(Expr::Var(ob), int(block as i64)), Expr::Var(oi));
+    let (kh, kw);
+    let reduce;
+    let (in_block, in_lane, ic);
+    if depthwise {
+        (kh, kw) = (b.var("kh", kh_n), b.var("kw", kw_n));
+        reduce = vec![kh, kw];
+        (in_block, in_lane, ic) = (Expr::Var(ob), Expr::Var(oi), int(0));
+    } else {
+        let icb = b.var("icb", i / block);
+        (kh, kw) = (b.var("kh", kh_n), b.var("kw", kw_n));
+        let ii = b.var("ii", block);
+        reduce = vec![icb, kh, kw, ii];
+        (in_block, in_lane, ic) = (Expr::Var(icb), Expr::Var(ii), add(mul(Expr::Var(icb), int(block as i64)), Expr::Var(ii)));
+    }
+    let (ih, iw) = (tap(oh, kh, win, 0), tap(ow, kw, win, 1));
+    let mut conds = Vec::new();
+    b.in_bounds(&ih, xs[2], &mut conds);
+    b.in_bounds(&iw, xs[3], &mut conds);
+    let load = Expr::load(x, vec![Expr::Var(n), in_block, b.clamp(ih, xs[2]), b.clamp(iw, xs[3]), in_lane]);
+    let xv = match all(conds) {
+        Some(cond) => Expr::select(cond, load, Expr::Float(0.0)),
+        None => load,
+    };
+    let wv = if weight_is_constant {
+        Expr::load(w, vec![Expr::Var(ob), ic, Expr::Var(kh), Expr::Var(kw), Expr::Var(oi)])
+    } else {
+        Expr::load(w, vec![oc.clone(), ic, Expr::Var(kh), Expr::Var(kw)])
+    };
+    let init = match bias {
+        Some(bb) => Expr::load(bb, vec![oc]),
+        None => Expr::Float(0.0),
+    };
+    push_accumulation(b, &outer, &reduce, y, vars_expr(&outer), init, Expr::bin(BinOp::Mul, xv, wv));
     Ok(())
 }
 

@@ -36,7 +36,7 @@ fn elementwise(op: &Op) -> bool {
 }
 
 fn dense(op: &Op) -> bool {
-    matches!(op, Op::Conv2d { .. } | Op::MatMul)
+    op.is_dense()
 }
 
 /// The extents other than 1: a reshape between shapes that agree on them moves no data.
@@ -160,9 +160,9 @@ fn merge(g: &GEGraph, producer: &Fused, operands: &mut Vec<Id>, reader: &Fused, 
 fn prologue(g: &GEGraph, id: Id) -> Option<(Fused, Vec<Id>)> {
     let existing = ops_in(g, id);
     for (op, operands) in &existing {
-        let Op::Conv2d { pads: [0, 0, 0, 0], .. } = op else {
+        if !op.is_unpadded_conv() {
             continue;
-        };
+        }
         let x = g.find(operands[0]);
         if g[x].data.uses != 1 || g[x].data.ty.dtype != ir::DType::F32 || epilogue(g, x).is_some() {
             continue;

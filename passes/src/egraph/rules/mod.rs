@@ -5,6 +5,7 @@
 pub mod algebraic;
 pub mod batchnorm;
 pub mod fusion;
+pub mod layout;
 pub mod padding;
 
 use egg::{Applier, Id, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
@@ -18,6 +19,7 @@ pub fn simplification() -> Vec<GRewrite> {
     let mut rules = algebraic::rules();
     rules.extend(batchnorm::rules());
     rules.extend(padding::rules());
+    rules.extend(layout::rules());
     rules
 }
 
