@@ -113,8 +113,8 @@ fn permutation<T: Clone>(items: &[T], mut k: usize) -> Vec<T> {
     out
 }
 
-/// At most this many outer loops are permuted (the innermost ones); 4! orders.
-const MAX_PERMUTED: usize = 4;
+/// At most this many outer loops are permuted (the innermost ones); 5! orders.
+const MAX_PERMUTED: usize = 5;
 
 impl Space {
     /// The space of `func` (unscheduled) for a target with `vector_width` f32 lanes;
@@ -176,6 +176,7 @@ impl Space {
                 set("row_axis", if rows > 1 { rows_at as i64 } else { -1 });
                 set("row_factor", rows);
                 set("order", 0);
+                set("block", -1);
                 set("cache_at", 0);
                 let short = r.reduction.last().is_some_and(|(_, e)| (2..=8).contains(e));
                 set("unroll_inner_reduction", short as i64);
@@ -270,20 +271,26 @@ fn reduction_space(r: ReductionNest, vw: i64) -> Space {
     let axes: Vec<i64> = (0..r.names.len() as i64).filter(|&i| r.extents[i as usize] > 1).collect();
     let mut widths = vec![1];
     let mut rows = vec![1];
+    let mut blocks = vec![-1];
     for &a in &axes {
+        blocks.extend(divisors(r.extents[a as usize], 2, 16).into_iter().map(|f| a * 1000 + f));
         // Vectors of fewer than 4 lanes waste most of the register.
         widths.extend(divisors(r.extents[a as usize], 4, 64));
         rows.extend(divisors(r.extents[a as usize], 2, 16));
     }
     // Whole vectors with a guarded tail, for extents no good width divides.
     widths.extend([vw, 2 * vw].into_iter().filter(|&w| w <= 64));
-    let permuted = axes.len().min(MAX_PERMUTED) + 1;
+    // The split axes' outer loops and a cache-blocking split can add two outer loops.
+    let permuted = (axes.len() + 1).min(MAX_PERMUTED);
     let mut knobs = vec![
         Knob { name: "vec_axis".into(), choices: if axes.is_empty() { vec![-1] } else { axes.clone() } },
         Knob { name: "vec_width".into(), choices: sorted_unique(widths) },
         Knob { name: "row_axis".into(), choices: [vec![-1], axes.clone()].concat() },
         Knob { name: "row_factor".into(), choices: sorted_unique(rows) },
         // Outer loops: the split outer loops of the vector and row axes can be among them.
+        // A second level of tiling: one outer loop split again (a cache block), its two parts
+        // ordered by `order` like the others; axis * 1000 + factor, or -1 for none.
+        Knob { name: "block".into(), choices: blocks },
         Knob { name: "order".into(), choices: (0..factorial(permuted) as i64).collect() },
         // 0: the tile is rows x vector; 1: it also spans the innermost outer loop; 2: none.
         Knob { name: "cache_at".into(), choices: vec![0, 1, 2] },
@@ -343,6 +350,10 @@ fn reduction_trace(r: &ReductionNest, value: &dyn Fn(&str) -> i64) -> Option<Tra
         }
         steps.push(Primitive::Split { loop_: r.names[a].clone(), factor: rows });
     }
+    let (block_axis, block) = match value("block") {
+        -1 => (-1, 1),
+        b => (b / 1000, b % 1000),
+    };
     // The outer loops in their original order, split loops standing for their axis.
     let mut trivial = Vec::new();
     let mut outer = Vec::new();
@@ -360,6 +371,17 @@ fn reduction_trace(r: &ReductionNest, value: &dyn Fn(&str) -> i64) -> Option<Tra
         } else {
             r.extents[i]
         };
+        if i as i64 == block_axis {
+            if split_extent % block != 0 || split_extent == block {
+                return None;
+            }
+            steps.push(Primitive::Split { loop_: l.clone(), factor: block });
+            for (part, e) in [(format!("{l}_o"), split_extent / block), (format!("{l}_i"), block)] {
+                extent_of.insert(part.clone(), e);
+                outer.push(part);
+            }
+            continue;
+        }
         extent_of.insert(l.clone(), split_extent);
         if split_extent == 1 {
             trivial.push(l)
@@ -535,6 +557,14 @@ fn spatial_trace(nests: &[StoreNest], value: &dyn Fn(&str) -> i64) -> Option<Tra
 mod tests {
     use super::*;
 
+    /// A uniform sampler of points (splitmix64).
+    fn splitmix(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let z = (*state ^ (*state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
     fn func(text: &str) -> Func {
         ir::loops::parse_func(text).expect("test function parses")
     }
@@ -568,16 +598,11 @@ mod tests {
         let space = Space::new(&f, 16, &[false, true, false]);
         assert_eq!(space.kind(), "reduction");
         assert!(space.knobs.iter().any(|k| k.name == "layout_block"), "b is constant and indexed by n in its first dimension");
-        // Enumerate a deterministic sample of points; many must be valid, all distinct traces
-        // must verify.
+        // A uniform sample of points: many must be valid, and every valid one verifies.
         let mut valid = std::collections::HashSet::new();
-        let mut point = vec![0usize; space.knobs.len()];
-        for step in 0..20000usize {
-            let mut x = step;
-            for (i, k) in space.knobs.iter().enumerate() {
-                point[i] = x % k.choices.len();
-                x /= k.choices.len();
-            }
+        let mut state = 3u64;
+        for _ in 0..20000 {
+            let point: Vec<usize> = space.knobs.iter().map(|k| (splitmix(&mut state) % k.choices.len() as u64) as usize).collect();
             if let Some((trace, scheduled)) = space.schedule(&f, &point) {
                 ir::loops::verify::verify(&scheduled).expect("schedule verifies");
                 valid.insert(trace.to_json());
@@ -614,15 +639,8 @@ mod tests {
         let want = run(&f);
         let mut checked = 0;
         let mut state = 1u64;
-        let mut next = move || {
-            // splitmix64: a uniform sample of the space.
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
         for _ in 0..2000 {
-            let point: Vec<usize> = space.knobs.iter().map(|k| (next() % k.choices.len() as u64) as usize).collect();
+            let point: Vec<usize> = space.knobs.iter().map(|k| (splitmix(&mut state) % k.choices.len() as u64) as usize).collect();
             if let Some((_, g)) = space.schedule(&f, &point) {
                 assert_eq!(run(&g), want, "point {}", space.describe(&point));
                 checked += 1;
