@@ -362,6 +362,50 @@ fn nchwc_layout_and_blocked_convolutions() {
     }
 }
 
+/// Fused ops lower to one program that matches the interpreter's step-by-step result: a
+/// squeeze-excite scale as a convolution's prologue (applied to the weights, plain and
+/// blocked, dense and depthwise), an activation and residual epilogue, and an elementwise
+/// chain that reads its input twice.
+#[test]
+fn fused_ops_lower_to_one_program() {
+    let mut r = Rng(15);
+    let bodies: &[(&str, Vec<(Vec<usize>, bool)>)] = &[
+        (
+            "mul(x0, x1); conv2d(y0, x2, x3) {strides=[1,1], pads=[0,0,0,0], dilations=[1,1], groups=1}; add(y1, x4)",
+            vec![(vec![1, 16, 5, 5], false), (vec![1, 16, 1, 1], false), (vec![8, 16, 1, 1], true), (vec![8], true), (vec![1, 8, 5, 5], false)],
+        ),
+        (
+            "mul(x1, x0); conv2d_nchwc(y0, x2) {strides=[1,1], pads=[0,0,0,0], dilations=[1,1], groups=1, block=8}; relu(y1)",
+            vec![(vec![1, 2, 1, 1, 8], false), (vec![1, 2, 4, 3, 8], false), (vec![16, 16, 1, 1], true)],
+        ),
+        (
+            "mul(x0, x1); conv2d_nchwc(y0, x2) {strides=[2,2], pads=[0,0,0,0], dilations=[1,1], groups=16, block=16}",
+            vec![(vec![1, 1, 7, 7, 16], false), (vec![1, 1, 1, 1, 16], false), (vec![16, 1, 3, 3], true)],
+        ),
+        (
+            "mul(x0, x1); add(y0, x2); clip(y1) {min=0.0, max=1.0}; mul(x0, y2)",
+            vec![(vec![1, 4, 3, 3], false), (vec![], true), (vec![], true)],
+        ),
+    ];
+    for (body, operands) in bodies {
+        let mut g = Graph::new("t");
+        let mut inputs = Vec::new();
+        let mut ids = Vec::new();
+        for (k, (shape, constant)) in operands.iter().enumerate() {
+            let t = r.tensor(DType::F32, shape);
+            ids.push(if *constant { g.add_const(Some(format!("c{k}")), t) } else {
+                inputs.push(t.clone());
+                g.add_input(format!("x{k}"), t.ty())
+            });
+        }
+        let op = Op::Fused(Box::new(ir::Fused::parse(body).unwrap()));
+        let y = g.add_node(op, ids, None).unwrap_or_else(|e| panic!("{body}: {e}"));
+        g.outputs = vec![y];
+        let ran = check_graph(&g, &inputs, TOL, &|_| true).unwrap_or_else(|e| panic!("{body}: {e}"));
+        assert_eq!(ran, 1, "{body}");
+    }
+}
+
 #[test]
 fn matmul_batches_broadcast() {
     let mut r = Rng(5);

@@ -101,6 +101,22 @@ impl Fused {
         self.steps.iter().position(|s| s.op.is_dense())
     }
 
+    /// Whether the body starts with a prologue that scales the convolution's input per channel
+    /// (`mul(x, s)` with `s` constant over the image, the squeeze-excite gate): lowering then
+    /// scales the weight it multiplies instead, once per input channel rather than per pixel.
+    pub fn prologue_is_channel_scale(&self, inputs: &[&TensorType]) -> bool {
+        if self.dense_step() != Some(1) || self.steps[0].op != Op::Binary(super::op::BinaryOp::Mul) {
+            return false;
+        }
+        let operand = |r: &FusedRef| match *r {
+            FusedRef::Input(k) => inputs.get(k).copied(),
+            FusedRef::Step(_) => None,
+        };
+        let [a, b] = self.steps[0].operands.as_slice() else { return false };
+        let (Some(a), Some(b)) = (operand(a), operand(b)) else { return false };
+        channel_scale(a, b) || channel_scale(b, a)
+    }
+
     /// The body as the text IR writes it.
     pub fn body_text(&self) -> String {
         let mut out = String::new();
@@ -163,6 +179,16 @@ impl Fused {
     pub(crate) fn attrs(&self) -> Vec<(&'static str, Attr)> {
         vec![("body", Attr::Str(self.body_text()))]
     }
+}
+
+/// `scale` multiplies `x` per batch and channel: same rank, extent 1 on the image axes, and the
+/// product keeps x's shape.
+pub fn channel_scale(x: &TensorType, scale: &TensorType) -> bool {
+    x.rank() >= 4
+        && scale.rank() == x.rank()
+        && scale.shape[2] == 1
+        && scale.shape[3] == 1
+        && scale.shape.iter().zip(&x.shape).all(|(&s, &d)| s == 1 || s == d)
 }
 
 fn ref_name(r: FusedRef) -> String {

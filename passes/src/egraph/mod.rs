@@ -371,21 +371,33 @@ pub fn node_cost(egraph: &GEGraph, enode: &GNode) -> u64 {
     let types: Vec<&TensorType> = ch.iter().map(|&c| &egraph[c].data.ty).collect();
     let Ok(out_ty) = k.op.infer(&types) else { return u64::MAX / 4 };
     let traffic: u64 = out_ty.numel() as u64 * 4 + ch.iter().map(|&c| bytes(c)).sum::<u64>();
-    traffic.saturating_add(compute_cost(&k.op, &types, &out_ty)).saturating_add(1)
+    traffic.saturating_add(BYTES_PER_VECTOR_OP * compute_cost(&k.op, &types, &out_ty)).saturating_add(1)
 }
 
-/// The arithmetic of an op: its multiply-accumulates over the lanes its kernel keeps busy. A
-/// channel-blocked convolution's vector lanes are full and its loads unit-stride (a block of
-/// 8 fills half a 16-lane register); a plain NCHW one wastes lanes on narrow images and
-/// strides on wide ones. A fused op costs its steps'.
+/// The default schedules' kernels do a vector multiply-accumulate in about the time they
+/// stream 4 bytes (measured on this project's fixture models: a 16-lane FMA at ~135 GFLOP/s
+/// against ~35 GB/s of streaming).
+const BYTES_PER_VECTOR_OP: u64 = 4;
+
+/// The arithmetic of an op: its multiply-accumulates over the lanes its kernel keeps busy,
+/// calibrated on the default schedules' kernels. A channel-blocked convolution's vector lanes
+/// are full and its loads unit-stride (a block of 8 fills half a 16-lane register); a plain
+/// NCHW one vectorizes along a row, which strided (and depthwise) convolutions gather, about
+/// four times slower. A fused op costs its steps', and a prologue (other than a per-channel
+/// scale) twice more than its convolution: it is computed at every load of the convolution's
+/// input, about once per vector multiply-accumulate, and breaks the kernel's register tile
+/// (measured: a 1x1 convolution with its input scaled per load ran at a third of its speed).
 fn compute_cost(op: &Op, types: &[&TensorType], out: &TensorType) -> u64 {
     if let Op::Fused(f) = op {
         let Ok(step_types) = f.step_types(types) else { return u64::MAX / 4 };
+        // A per-channel scale is applied to the weights instead: about free.
+        let prologue = f.dense_step() == Some(1) && !f.prologue_is_channel_scale(types);
         return f
             .steps
             .iter()
             .zip(&step_types)
-            .map(|(step, t)| {
+            .enumerate()
+            .map(|(i, (step, t))| {
                 let operands: Vec<&TensorType> = step
                     .operands
                     .iter()
@@ -394,12 +406,18 @@ fn compute_cost(op: &Op, types: &[&TensorType], out: &TensorType) -> u64 {
                         ir::FusedRef::Step(j) => &step_types[j],
                     })
                     .collect();
-                compute_cost(&step.op, &operands, t)
+                let cost = compute_cost(&step.op, &operands, t);
+                if prologue && i == 1 {
+                    3 * cost
+                } else {
+                    cost
+                }
             })
             .sum();
     }
     let lanes = match op {
         Op::Conv2dNchwc { block, .. } => 8 + (*block).min(16) as u64 / 2,
+        Op::Conv2d { groups, strides, .. } if *groups > 1 || *strides != [1, 1] => 2,
         _ => 8,
     };
     op.macs(types, out) / lanes

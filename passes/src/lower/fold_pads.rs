@@ -127,12 +127,16 @@ fn write_both(f: &Func, unpadded: &TensorType, padded: &TensorType, pads: &[usiz
     Some(f)
 }
 
-/// The statement list whose last statement is the final store to `y` of a dense op: the
-/// innermost spatial body, [init, reduction loop, epilogue stores...].
+/// The statement list whose last statement is the final store to `y`: the innermost spatial
+/// body of a dense op, [init, reduction loop, epilogue stores...], or the only store of a
+/// single loop nest (an elementwise op or a layout change).
 fn final_store_body(body: &mut Vec<Stmt>, y: BufId) -> Option<&mut Vec<Stmt>> {
     let is_final = matches!(body.as_slice(), [Stmt::Store { buf, .. }, Stmt::For(_), ..] if *buf == y);
     if is_final {
         return matches!(body.last(), Some(Stmt::Store { buf, .. }) if *buf == y).then_some(body);
+    }
+    if matches!(body.as_slice(), [Stmt::Store { buf, .. }] if *buf == y) {
+        return Some(body);
     }
     match body.as_mut_slice() {
         [Stmt::For(l)] => final_store_body(&mut l.body, y),

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use ir::loops::{BufId, BufKind, Buffer, Expr, Func, Stmt};
+use ir::loops::{BinOp, BufId, BufKind, Buffer, Expr, Func, Stmt};
 use ir::{Graph, Op, TensorType, ValueId};
 
 use super::elementwise;
@@ -173,6 +173,35 @@ pub(crate) fn add_epilogue(mut f: Func, g: &Graph, group: &Group, externals: &[V
     let mut body: Vec<Stmt> = std::mem::take(&mut f.body).into_iter().map(|s| remap_buffers(s, &remap)).collect();
     if let Some(pn) = prologue {
         let types: Vec<&TensorType> = pn.inputs.iter().map(|&v| g.ty(v)).collect();
+        // A per-channel scale of the input multiplies the weight of each product instead:
+        // x[i] * s[c] * w = x[i] * (w * s[c]), which the kernel computes once per input channel
+        // and tap, not once per pixel of its register tile.
+        if let (Op::Binary(ir::graph::BinaryOp::Mul), [a, b]) = (&pn.op, types.as_slice()) {
+            let x_ty = g.ty(g.nodes[group.nodes[0]].inputs[0]);
+            let (full, scale) = if ir::graph::fused::channel_scale(a, b) && *a == x_ty {
+                (0, 1)
+            } else if ir::graph::fused::channel_scale(b, a) && *b == x_ty {
+                (1, 0)
+            } else {
+                (usize::MAX, usize::MAX)
+            };
+            if full != usize::MAX {
+                let (full_buf, scale_buf, scale_shape) = (pro_bufs[full], pro_bufs[scale], types[scale].shape.clone());
+                body = body
+                    .into_iter()
+                    .map(|s| {
+                        s.map_exprs(&mut |e| match e {
+                            Expr::Binary { op: BinOp::Mul, a, b } if matches!(&*a, Expr::Load { buf, .. } if *buf == REPLACED) => {
+                                let Expr::Load { index, .. } = *a else { unreachable!("matched a load") };
+                                let s = Expr::load(scale_buf, broadcast_exprs(&index, &scale_shape));
+                                Expr::bin(BinOp::Mul, Expr::load(full_buf, index), Expr::bin(BinOp::Mul, *b, s))
+                            }
+                            other => other,
+                        })
+                    })
+                    .collect();
+            }
+        }
         let mut failed = None;
         body = body
             .into_iter()

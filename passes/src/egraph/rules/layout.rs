@@ -30,7 +30,7 @@ pub fn rules() -> Vec<GRewrite> {
         custom("unary-through-nchwc", Custom { rewrite: |g, id| build(g, unary_through(g, id)), applies: |g, id| unary_through(g, id).is_some() }),
         // from_nchwc(a) op from_nchwc(b) = from_nchwc(a op b), and with a scalar or a per-channel
         //   operand (a constant, blocked at compile time; or an [N,C,1,1] value, whose blocked
-        //   form is the same memory)
+        //   form is the same memory), or an NCHW operand b as to_nchwc(b)
         custom("binary-through-nchwc", Custom { rewrite: |g, id| build(g, binary_through(g, id)), applies: |g, id| binary_through(g, id).is_some() }),
         // reduce(from_nchwc(y), axes [2,3], keep) = from_nchwc(reduce(y, axes [2,3], keep))
         custom("pool-through-nchwc", Custom { rewrite: |g, id| build(g, pool_through(g, id)), applies: |g, id| pool_through(g, id).is_some() }),
@@ -146,17 +146,21 @@ fn already_moved(g: &GEGraph, id: Id, op: &Op, operands: &[Option<Id>]) -> bool 
 }
 
 /// How one operand of a binary op over NCHW16c tensors is read: as a blocked value, as it is
-/// (a scalar), as a constant blocked at compile time, or reshaped (an [N,C,1,1] value).
+/// (a scalar), as a constant blocked at compile time, reshaped (an [N,C,1,1] value), or
+/// changed to the blocked layout (a value computed in NCHW, like a residual from a layer that
+/// cannot be blocked).
 enum Operand {
     Blocked(Id),
     Same(Id),
     Constant(Tensor),
     Reshaped(Id, Vec<usize>),
+    Reordered(Id, usize),
 }
 
 fn operand(g: &GEGraph, id: Id, out: &TensorType, block: usize) -> Option<Operand> {
     if g[id].data.ty.shape == out.shape {
-        return blocked_as(g, id, block).map(Operand::Blocked);
+        let whole_blocks = out.shape[1] % block == 0;
+        return blocked_as(g, id, block).map(Operand::Blocked).or(whole_blocks.then_some(Operand::Reordered(id, block)));
     }
     let t = &g[id].data.ty;
     if t.numel() == 1 {
@@ -219,6 +223,7 @@ fn materialize(g: &mut GEGraph, o: Operand) -> Option<Id> {
         Operand::Blocked(z) | Operand::Same(z) => Some(z),
         Operand::Constant(t) => Some(add_const(g, t)),
         Operand::Reshaped(x, shape) => add_op(g, Op::Reshape { shape }, vec![x]),
+        Operand::Reordered(x, block) => add_op(g, Op::ToNchwc { block }, vec![x]),
     }
 }
 
