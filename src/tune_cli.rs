@@ -98,12 +98,12 @@ pub fn tune(a: TuneArgs) -> Result<(), String> {
         let size = format!("{} {:.1e}", space.kind(), space.size() as f64);
         println!("  {:16} {:>6} {:>10.3} {:>18}  {}", t.key, t.weight, t.flops as f64 / 1e6, size, t.name);
     }
-    if a.trials == 0 {
-        return Ok(());
-    }
     let mut records = tune::RecordFile::open(&a.records).map_err(|e| e.to_string())?;
     for w in &records.warnings {
         eprintln!("warning: {w}");
+    }
+    if a.trials == 0 {
+        return plot(&a, &tasks, &records, &target);
     }
     let timeout = Duration::from_secs_f64(a.timeout.max(0.1));
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
@@ -153,11 +153,19 @@ pub fn tune(a: TuneArgs) -> Result<(), String> {
         );
     }
     println!("total weighted latency: default {} ms, tuned {} ms", fmt_ms(report.default_total_s), fmt_ms(report.best_total_s));
-    let plot = a.plot.clone().unwrap_or_else(|| a.records.with_extension("svg"));
+    plot(&a, &tasks, &records, &target)
+}
+
+/// Writes the tuning curve of the whole records file (every run so far) for these tasks.
+fn plot(a: &TuneArgs, tasks: &[tune::Task], records: &tune::RecordFile, target: &llvm_backend::Target) -> Result<(), String> {
+    let (curve, default_total) = tune::plot::records_curve(tasks, records, target.vector_width());
+    if curve.is_empty() {
+        return Ok(());
+    }
+    let path = a.plot.clone().unwrap_or_else(|| a.records.with_extension("svg"));
     let title = format!("{} on {}", a.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(), target.cpu);
-    let svg = tune::plot::tuning_curve_svg(&report.curve, report.default_total_s, &title);
-    write_atomic(&plot, svg.as_bytes())?;
-    println!("records: {}  tuning curve: {}", a.records.display(), plot.display());
+    write_atomic(&path, tune::plot::tuning_curve_svg(&curve, default_total, &title).as_bytes())?;
+    println!("records: {}  tuning curve: {}", a.records.display(), path.display());
     Ok(())
 }
 

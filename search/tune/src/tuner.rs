@@ -100,6 +100,8 @@ struct State<'a> {
     trials: usize,
     failures: usize,
     exhausted: bool,
+    /// The best latency after each trial of this run.
+    history: Vec<f64>,
 }
 
 impl State<'_> {
@@ -160,6 +162,7 @@ pub fn tune(
             trials: 0,
             failures: 0,
             exhausted: false,
+            history: Vec::new(),
         });
     }
 
@@ -324,6 +327,9 @@ fn measure_one(
             s.search.mark_measured(&trace.to_json(), None);
         }
     }
+    if let Some((b, _)) = &s.best {
+        s.history.push(*b);
+    }
     Ok(latency)
 }
 
@@ -397,9 +403,15 @@ fn fit(samples: &[Sample], states: &[State]) -> Option<Gbdt> {
     (x.len() >= MIN_SAMPLES).then(|| Gbdt::fit(&x, &y, &Params::default()))
 }
 
-/// The next task to search: the largest weighted best latency, discounted by the square root
-/// of the trials it had (so every task keeps getting some); tasks with nothing measured yet
-/// come first, tasks whose candidates all fail are given up.
+/// Trials over which a task's recent improvement is measured.
+const WINDOW: usize = 16;
+
+/// The next task to search: the one whose next trial promises to cut the model's total
+/// latency most, estimated (like Ansor's task scheduler) from its recent improvement per
+/// trial over the last WINDOW trials plus an optimistic term, its best latency over its
+/// trials so far, that fades as it is searched; both times its weight. A task that stopped
+/// improving (a memory-bound matrix-vector product) thus yields to the others. Tasks with
+/// nothing measured yet come first; tasks whose candidates all fail are given up.
 fn pick_task(states: &[State]) -> Option<usize> {
     let mut best: Option<(f64, usize)> = None;
     for (i, s) in states.iter().enumerate() {
@@ -407,7 +419,11 @@ fn pick_task(states: &[State]) -> Option<usize> {
             continue;
         }
         let priority = match &s.best {
-            Some((latency, _)) => latency * s.task.weight as f64 / (1.0 + s.total_trials() as f64).sqrt(),
+            Some((latency, _)) => {
+                let h = &s.history;
+                let recent = if h.len() > WINDOW { (h[h.len() - 1 - WINDOW] - h[h.len() - 1]) / WINDOW as f64 } else { 0.0 };
+                s.task.weight as f64 * (recent + latency / (1.0 + s.total_trials() as f64))
+            }
             None if s.failures < MAX_BLIND_FAILURES => f64::INFINITY,
             None => continue,
         };
