@@ -73,7 +73,13 @@ impl SshMeasurer {
     }
 
     fn opts(&self) -> Vec<String> {
-        let mut v = vec!["-o".to_string(), "BatchMode=yes".to_string()];
+        // One connection shared by every ssh and scp of this measurer (a master started by the
+        // first, closed on drop): a new connection per copy and run would cost more than
+        // most measurements.
+        let control = self.local_dir.join("ssh-control");
+        let mut v: Vec<String> =
+            ["BatchMode=yes", "ControlMaster=auto", "ControlPersist=120"].iter().flat_map(|o| ["-o".to_string(), o.to_string()]).collect();
+        v.extend(["-o".to_string(), format!("ControlPath={}", control.display())]);
         for o in &self.options {
             v.push("-o".into());
             v.push(o.clone());
@@ -175,6 +181,11 @@ impl Measurer for SshMeasurer {
 
 impl Drop for SshMeasurer {
     fn drop(&mut self) {
+        if self.ready {
+            let mut cmd = Command::new("ssh");
+            cmd.args(self.opts()).args(["-O", "exit"]).arg(&self.destination);
+            let _ = run_with_timeout(&mut cmd, &[], Duration::from_secs(10));
+        }
         let _ = std::fs::remove_dir_all(&self.local_dir);
     }
 }
