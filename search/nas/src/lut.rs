@@ -226,18 +226,34 @@ impl LatencyTable {
         self.entries.get(&block.key())
     }
 
-    /// The predicted latency of a network in milliseconds: the sum of its blocks' means. A
-    /// block missing from the table is an error naming its key.
+    /// The predicted latency of a network in milliseconds: the sum of its blocks' means, plus
+    /// the network's run overhead ([`overhead_key`]) when the table has it (OFA's tables do
+    /// not). A block missing from the table is an error naming its key.
     pub fn predict(&self, blocks: &[Block]) -> Result<f64> {
-        blocks
+        let sum: f64 = blocks
             .iter()
             .map(|b| {
                 self.get(b)
                     .map(|e| e.mean)
                     .ok_or_else(|| NasError::MissingKey { key: b.key() })
             })
-            .sum()
+            .sum::<Result<f64>>()?;
+        let overhead = match blocks {
+            [Block::Stem { size, .. }, .., Block::Logits { classes, .. }] => {
+                self.entries.get(&overhead_key(*size, *classes)).map_or(0.0, |e| e.mean)
+            }
+            _ => 0.0,
+        };
+        Ok(sum + overhead)
     }
+}
+
+/// The key of a whole network's run overhead at input resolution `r`: the time a run takes
+/// beyond its tensor programs (copying the image in and the result out, the call), which no
+/// block's latency holds. `chanasc lut build` measures it on the smallest network of each
+/// resolution. OFA's readers look up only block keys, so the entry does not disturb them.
+pub fn overhead_key(r: u32, classes: u32) -> String {
+    format!("Overhead-input:{r}x{r}x3-output:{classes}")
 }
 
 /// Writes `bytes` to `path` through a temporary file beside it and a rename, so that a
@@ -360,5 +376,10 @@ mod tests {
         };
         let e = t.predict(&[stem, other]).unwrap_err().to_string();
         assert!(e.contains("Logits-input:1x1x1280-output:1000"), "{e}");
+        // A network's overhead entry is added to whole networks' predictions.
+        let mut t2 = t.clone();
+        t2.entries.insert(overhead_key(224, 1000), LatencyEntry { count: 1, mean: 0.25, std: 0.0 });
+        assert!((t2.predict(&[stem, logits]).unwrap() - 1.744418).abs() < 1e-12);
+        assert!((t2.predict(&[logits]).unwrap() - 0.5).abs() < 1e-12);
     }
 }

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use crate::blocks::Block;
 use crate::error::{NasError, Result};
-use crate::lut::{write_atomic, LatencyTable};
+use crate::lut::{overhead_key, write_atomic, LatencyTable};
 use crate::measure::BlockMeasurer;
+use crate::space::NUM_CLASSES;
 
 /// The side file of a table: `PATH.schedules.jsonl`.
 pub fn schedules_path(table: &Path) -> PathBuf {
@@ -60,22 +61,45 @@ pub struct BuildReport {
     /// Blocks found in the existing table and not measured again.
     pub reused: usize,
     pub measured: usize,
+    /// With `remeasure`: entries replaced by a faster measurement.
+    pub replaced: usize,
     /// Blocks still to measure (when `max_new` stopped the build early).
     pub missing: usize,
     /// Entries in the table when done.
     pub entries: usize,
 }
 
-/// Measures every block of `blocks` that the table at `path` (if it exists) lacks (at most
-/// `max_new` of them, when given: a build can be done in parts), saving the table and its
-/// side file every `save_every` blocks and at the end. `header` becomes the table's header
-/// comments when the table is new.
+/// How a table is built.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Save the table (and its side file) after this many measured blocks.
+    pub save_every: usize,
+    /// Measure at most this many blocks in this run (a build can be done in parts).
+    pub max_new: Option<usize>,
+    /// Measure the blocks already in the table again, and keep, for each, the measurement
+    /// with the lower mean: other processes only ever add time, so of two measurements the
+    /// faster is the less disturbed one.
+    pub remeasure: bool,
+    /// Also measure the run overhead of whole networks of this width
+    /// ([`crate::lut::overhead_key`]) at each resolution of the blocks.
+    pub network_overhead: Option<f64>,
+}
+
+/// One thing to measure.
+enum Item<'a> {
+    Block(&'a Block),
+    /// A network's run overhead at this resolution.
+    Overhead(u32),
+}
+
+/// Measures every block of `blocks` that the table at `path` (if it exists) lacks (all of
+/// them with `remeasure`), saving the table and its side file as `options` says and at the
+/// end. `header` becomes the table's header comments when the table is new.
 pub fn build_table(
     path: &Path,
     blocks: &[Block],
     measurer: &mut dyn BlockMeasurer,
-    save_every: usize,
-    max_new: Option<usize>,
+    options: &BuildOptions,
     header: &[String],
     on_progress: &mut dyn FnMut(BuildProgress),
 ) -> Result<BuildReport> {
@@ -88,21 +112,40 @@ pub fn build_table(
     if table.entries.is_empty() && table.header.is_empty() {
         table.header = header.to_vec();
     }
+    const REMEASURED: &str = "measured again (--remeasure): each block keeps its faster measurement";
+    // A table made before its overhead entries gets their explanation with them.
+    if options.network_overhead.is_some() && !table.header.iter().any(|h| h.starts_with("Overhead-input:")) {
+        table.header.extend(header.iter().filter(|h| h.starts_with("Overhead-input:")).cloned());
+    }
+    if options.remeasure && !table.header.iter().any(|h| h == REMEASURED) {
+        table.header.push(REMEASURED.to_string());
+    }
     let side = schedules_path(path);
     let mut schedules = load_schedules(&side)
         .map_err(|e| NasError::Measure(format!("cannot resume from the existing schedules: {e} (remove it or choose another output)")))?;
-    let mut todo: Vec<&Block> = Vec::new();
+    let mut todo: Vec<(String, Item)> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for b in blocks {
-        if seen.insert(b.key()) && !table.entries.contains_key(&b.key()) {
-            todo.push(b);
+        if seen.insert(b.key()) && (options.remeasure || !table.entries.contains_key(&b.key())) {
+            todo.push((b.key(), Item::Block(b)));
+        }
+    }
+    if options.network_overhead.is_some() {
+        let sizes: std::collections::BTreeSet<u32> =
+            blocks.iter().filter_map(|b| if let Block::Stem { size, .. } = b { Some(*size) } else { None }).collect();
+        for r in sizes {
+            let key = overhead_key(r, NUM_CLASSES);
+            if seen.insert(key.clone()) && (options.remeasure || !table.entries.contains_key(&key)) {
+                todo.push((key, Item::Overhead(r)));
+            }
         }
     }
     let total = seen.len();
     let reused = total - todo.len();
-    if let Some(m) = max_new {
+    if let Some(m) = options.max_new {
         todo.truncate(m);
     }
+    let mut replaced = 0;
     let save = |table: &LatencyTable, schedules: &BTreeMap<String, String>| -> Result<()> {
         let mut text = String::new();
         for line in schedules.values() {
@@ -114,10 +157,23 @@ pub fn build_table(
         table.save(path)
     };
     let mut unsaved = 0;
-    for (i, block) in todo.iter().enumerate() {
-        let key = block.key();
+    for (i, (key, item)) in todo.iter().enumerate() {
+        let key = key.clone();
         on_progress(BuildProgress { done: reused + i, total, measured: i, remaining: todo.len() - i, current: Some(&key) });
-        let m = measurer.measure(block).map_err(|e| NasError::Measure(format!("block {key}: {e}")))?;
+        let m = match item {
+            Item::Block(block) => measurer.measure(block),
+            Item::Overhead(r) => match measurer.measure_overhead(options.network_overhead.unwrap_or(1.2), *r) {
+                Ok(Some(m)) => Ok(m),
+                Ok(None) => continue,
+                Err(e) => Err(e),
+            },
+        }
+        .map_err(|e| NasError::Measure(format!("{key}: {e}")))?;
+        match table.entries.get(&key) {
+            Some(old) if old.mean <= m.entry.mean => continue,
+            Some(_) => replaced += 1,
+            None => {}
+        }
         table.entries.insert(key.clone(), m.entry);
         let mut line = serde_json::json!({
             "key": key,
@@ -132,7 +188,7 @@ pub fn build_table(
         }
         schedules.insert(key, line.to_string());
         unsaved += 1;
-        if unsaved >= save_every.max(1) {
+        if unsaved >= options.save_every.max(1) {
             save(&table, &schedules)?;
             unsaved = 0;
         }
@@ -147,7 +203,7 @@ pub fn build_table(
         remaining: total - reused - todo.len(),
         current: None,
     });
-    Ok(BuildReport { reused, measured: todo.len(), missing: total - reused - todo.len(), entries: table.entries.len() })
+    Ok(BuildReport { reused, measured: todo.len(), replaced, missing: total - reused - todo.len(), entries: table.entries.len() })
 }
 
 #[cfg(test)]
@@ -161,6 +217,7 @@ mod tests {
     struct Fake {
         calls: Vec<String>,
         fail_on: Option<usize>,
+        factor: f64,
     }
 
     impl BlockMeasurer for Fake {
@@ -169,7 +226,7 @@ mod tests {
                 return Err(NasError::Measure("the fake measurer fails here".into()));
             }
             self.calls.push(block.key());
-            let ms = 1e-3 + block.macs() as f64 * 1e-8;
+            let ms = (1e-3 + block.macs() as f64 * 1e-8) * self.factor;
             Ok(BlockMeasurement {
                 entry: LatencyEntry { count: 5, mean: ms, std: 0.0 },
                 median: ms,
@@ -177,6 +234,10 @@ mod tests {
                 extra: serde_json::Value::Null,
             })
         }
+    }
+
+    fn opts(max_new: Option<usize>, remeasure: bool) -> BuildOptions {
+        BuildOptions { save_every: 8, max_new, remeasure, network_overhead: None }
     }
 
     fn tempdir(name: &str) -> PathBuf {
@@ -192,19 +253,20 @@ mod tests {
         let path = dir.join("lut.yaml");
         let blocks = space_blocks(1.2, 160).unwrap();
         // A first run that dies after 30 blocks (saving every 8: 24 are on disk).
-        let mut fake = Fake { calls: vec![], fail_on: Some(30) };
+        let mut fake = Fake { calls: vec![], fail_on: Some(30), factor: 1.0 };
         let header = vec!["test header".to_string()];
-        let e = build_table(&path, &blocks, &mut fake, 8, None, &header, &mut |_| {}).unwrap_err();
+        let e = build_table(&path, &blocks, &mut fake, &opts(None, false), &header, &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("the fake measurer fails here"), "{e}");
         let partial = LatencyTable::load(&path).unwrap();
         assert_eq!(partial.entries.len(), 24);
         assert_eq!(partial.header, header);
         assert_eq!(load_schedules(&schedules_path(&path)).unwrap().len(), 24);
         // The second run measures only the 72 missing blocks.
-        let mut fake2 = Fake { calls: vec![], fail_on: None };
+        let mut fake2 = Fake { calls: vec![], fail_on: None, factor: 1.0 };
         let mut last = None;
         let report =
-            build_table(&path, &blocks, &mut fake2, 8, None, &[], &mut |p| last = Some((p.done, p.total, p.current.is_none()))).unwrap();
+            build_table(&path, &blocks, &mut fake2, &opts(None, false), &[], &mut |p| last = Some((p.done, p.total, p.current.is_none())))
+                .unwrap();
         assert_eq!((report.reused, report.measured, report.entries), (24, 72, 96));
         assert_eq!(fake2.calls.len(), 72);
         assert!(fake2.calls.iter().all(|k| !partial.entries.contains_key(k)));
@@ -221,20 +283,79 @@ mod tests {
         assert_eq!(line["programs"][0]["name"], "p");
         // A run limited to a few blocks measures only those.
         let path2 = dir.join("part.yaml");
-        let mut fake4 = Fake { calls: vec![], fail_on: None };
-        let r = build_table(&path2, &blocks, &mut fake4, 8, Some(5), &[], &mut |_| {}).unwrap();
+        let mut fake4 = Fake { calls: vec![], fail_on: None, factor: 1.0 };
+        let r = build_table(&path2, &blocks, &mut fake4, &opts(Some(5), false), &[], &mut |_| {}).unwrap();
         assert_eq!((r.measured, r.missing, r.entries), (5, 91, 5));
         assert_eq!(LatencyTable::load(&path2).unwrap().entries.len(), 5);
         let _ = std::fs::remove_file(&path2);
         let _ = std::fs::remove_file(schedules_path(&path2));
         // A third run has nothing to do.
-        let mut fake3 = Fake { calls: vec![], fail_on: None };
-        let report = build_table(&path, &blocks, &mut fake3, 8, None, &[], &mut |_| {}).unwrap();
+        let mut fake3 = Fake { calls: vec![], fail_on: None, factor: 1.0 };
+        let report = build_table(&path, &blocks, &mut fake3, &opts(None, false), &[], &mut |_| {}).unwrap();
         assert_eq!((report.reused, report.measured), (96, 0));
         assert!(fake3.calls.is_empty());
+        // Measuring again keeps the faster of the two measurements of each block.
+        let before = LatencyTable::load(&path).unwrap();
+        let mut slower = Fake { calls: vec![], fail_on: None, factor: 2.0 };
+        let r = build_table(&path, &blocks, &mut slower, &opts(None, true), &[], &mut |_| {}).unwrap();
+        assert_eq!((r.measured, r.replaced, slower.calls.len()), (96, 0, 96));
+        assert_eq!(LatencyTable::load(&path).unwrap().entries, before.entries);
+        let mut faster = Fake { calls: vec![], fail_on: None, factor: 0.5 };
+        let r = build_table(&path, &blocks, &mut faster, &opts(Some(10), true), &[], &mut |_| {}).unwrap();
+        assert_eq!((r.measured, r.replaced), (10, 10));
+        let after = LatencyTable::load(&path).unwrap();
+        let halved = before.entries.iter().filter(|(k, e)| (after.entries[*k].mean - e.mean * 0.5).abs() < 1e-15).count();
+        assert_eq!(halved, 10);
+        assert_eq!(after.header[0], before.header[0]);
+        assert!(after.header.last().unwrap().contains("--remeasure"));
         // No temporary files are left behind.
         let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn network_overheads_are_measured_once_per_resolution() {
+        struct WithOverhead(usize);
+        impl BlockMeasurer for WithOverhead {
+            fn measure(&mut self, _: &Block) -> Result<BlockMeasurement> {
+                Ok(BlockMeasurement {
+                    entry: LatencyEntry { count: 1, mean: 1.0, std: 0.0 },
+                    median: 1.0,
+                    programs: serde_json::Value::Null,
+                    extra: serde_json::Value::Null,
+                })
+            }
+            fn measure_overhead(&mut self, width: f64, r: u32) -> Result<Option<BlockMeasurement>> {
+                assert_eq!(width, 1.2);
+                self.0 += 1;
+                let ms = r as f64 * 1e-3;
+                Ok(Some(BlockMeasurement {
+                    entry: LatencyEntry { count: 1, mean: ms, std: 0.0 },
+                    median: ms,
+                    programs: serde_json::Value::Null,
+                    extra: serde_json::Value::Null,
+                }))
+            }
+        }
+        let dir = tempdir("overhead");
+        let path = dir.join("lut.yaml");
+        let mut blocks = space_blocks(1.2, 160).unwrap();
+        blocks.extend(space_blocks(1.2, 176).unwrap());
+        let options = BuildOptions { save_every: 50, max_new: None, remeasure: false, network_overhead: Some(1.2) };
+        let mut m = WithOverhead(0);
+        let r = build_table(&path, &blocks, &mut m, &options, &[], &mut |_| {}).unwrap();
+        assert_eq!(m.0, 2);
+        let t = LatencyTable::load(&path).unwrap();
+        assert_eq!(r.entries, t.entries.len());
+        assert_eq!(t.entries[&overhead_key(160, 1000)].mean, 0.16);
+        assert_eq!(t.entries[&overhead_key(176, 1000)].mean, 0.176);
+        // Predictions of whole networks include it.
+        let blocks160 = crate::blocks::decompose(&crate::space::ArchConfig::min(160), 1.2).unwrap();
+        assert!((t.predict(&blocks160).unwrap() - (blocks160.len() as f64 + 0.16)).abs() < 1e-12);
+        // Present: not measured again.
+        build_table(&path, &blocks, &mut m, &options, &[], &mut |_| {}).unwrap();
+        assert_eq!(m.0, 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -243,16 +364,16 @@ mod tests {
         let dir = tempdir("corrupt");
         let path = dir.join("lut.yaml");
         std::fs::write(&path, "Conv-input:160x160x3-output:80x80x24:\n  count: 3\n  mean: oops\n  std: 0\n").unwrap();
-        let mut fake = Fake { calls: vec![], fail_on: None };
+        let mut fake = Fake { calls: vec![], fail_on: None, factor: 1.0 };
         let blocks = space_blocks(1.2, 160).unwrap();
-        let e = build_table(&path, &blocks, &mut fake, 8, None, &[], &mut |_| {}).unwrap_err().to_string();
+        let e = build_table(&path, &blocks, &mut fake, &opts(None, false), &[], &mut |_| {}).unwrap_err().to_string();
         assert!(e.contains("lut.yaml:3") && e.contains("cannot resume"), "{e}");
         assert!(fake.calls.is_empty());
         // The file is left as it was.
         assert!(std::fs::read_to_string(&path).unwrap().contains("oops"));
         std::fs::write(&path, "").unwrap();
         std::fs::write(schedules_path(&path), "{not json\n").unwrap();
-        let e = build_table(&path, &blocks, &mut fake, 8, None, &[], &mut |_| {}).unwrap_err().to_string();
+        let e = build_table(&path, &blocks, &mut fake, &opts(None, false), &[], &mut |_| {}).unwrap_err().to_string();
         assert!(e.contains("schedules.jsonl:1"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -175,6 +175,9 @@ pub struct Timing {
     pub kernels: Stats,
     /// Each per-run tensor program's name and median time (ms).
     pub program_ms: Vec<(String, f64)>,
+    /// Wall time less the tensor programs' time, run by run: the copies of the inputs and
+    /// outputs and the call.
+    pub overhead: Stats,
     /// CPU cores other processes kept busy, on average, while the runs were timed (from
     /// /proc/stat; None where it cannot be read).
     pub other_load: Option<f64>,
@@ -306,6 +309,7 @@ impl HostModel {
         let runs = runs.max(1);
         let (mut wall, mut kernels) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
         let mut per_program: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); self.per_run.len()];
+        let mut overhead = Vec::with_capacity(runs);
         let (before, started) = (cpu_ticks(), Instant::now());
         for _ in 0..runs {
             flush.run();
@@ -321,6 +325,7 @@ impl HostModel {
                 }
             }
             kernels.push(k * 1e3);
+            overhead.push(wall[wall.len() - 1] - k * 1e3);
         }
         let seconds = started.elapsed().as_secs_f64();
         let other_load = match (before, cpu_ticks()) {
@@ -338,18 +343,18 @@ impl HostModel {
             .filter(|(_, t)| !t.is_empty())
             .map(|(p, t)| (p.0, Stats::of(&t).median))
             .collect();
-        Ok(Timing { wall: Stats::of(&wall), kernels: Stats::of(&kernels), program_ms, other_load })
+        Ok(Timing { wall: Stats::of(&wall), kernels: Stats::of(&kernels), program_ms, overhead: Stats::of(&overhead), other_load })
     }
 
     /// [`time`](Self::time), repeated up to `retries` times while the timing looks
-    /// disturbed by other processes (each repeat first waits, up to 10 s times the repeat's
+    /// disturbed by other processes (each repeat first waits, up to 1 s times the repeat's
     /// number, for them to leave a core free); the quietest timing is kept. Returns it and
     /// the number of timings made.
     pub fn time_quietly(&self, runs: usize, warmup: usize, flush: &CacheFlush, retries: usize) -> Result<(Timing, usize)> {
         let mut best = self.time(runs, warmup, flush)?;
         let mut attempts = 1;
         while best.disturbed() && attempts <= retries {
-            wait_for_quiet(std::time::Duration::from_secs(10 * attempts as u64));
+            wait_for_quiet(std::time::Duration::from_secs(attempts as u64));
             let t = self.time(runs, warmup, flush)?;
             attempts += 1;
             if t.noise() < best.noise() {
@@ -396,6 +401,12 @@ pub struct BlockMeasurement {
 /// What measures blocks for a latency table.
 pub trait BlockMeasurer {
     fn measure(&mut self, block: &Block) -> Result<BlockMeasurement>;
+
+    /// The run overhead of a whole network of width `width` at resolution `r` (see
+    /// [`crate::lut::overhead_key`]), when this measurer knows it.
+    fn measure_overhead(&mut self, _width: f64, _r: u32) -> Result<Option<BlockMeasurement>> {
+        Ok(None)
+    }
 }
 
 /// Measures blocks on this machine: each block alone as a model ([`build_block`]), compiled
@@ -435,6 +446,29 @@ impl BlockMeasurer for HostMeasurer {
                 "compile_s": round(model.compile_seconds),
             }),
         })
+    }
+
+    /// Times the smallest network at `r`: its wall time less its tensor programs' time, run
+    /// by run.
+    fn measure_overhead(&mut self, width: f64, r: u32) -> Result<Option<BlockMeasurement>> {
+        let arch = ArchConfig::min(r);
+        let graph = build_graph(&arch, width, &mut RandomWeights::new(self.options.seed))?;
+        let model = HostModel::compile(&graph, self.options.seed)?;
+        let o = &self.options;
+        let (t, attempts) = model.time_quietly(o.runs, o.warmup, &self.flush, self.retries)?;
+        let round = |x: f64| (x * 1e3).round() / 1e3;
+        Ok(Some(BlockMeasurement {
+            entry: t.overhead.entry(),
+            median: t.overhead.median,
+            programs: serde_json::Value::Null,
+            extra: serde_json::json!({
+                "network": arch.to_compact(),
+                "wall_median_ms": t.wall.median,
+                "kernels_median_ms": t.kernels.median,
+                "attempts": attempts,
+                "other_load": t.other_load.map(round),
+            }),
+        }))
     }
 }
 
