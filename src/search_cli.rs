@@ -585,7 +585,7 @@ pub fn search(args: SearchArgs) -> CliResult<()> {
          `{}`\n\n```json\n{}\n```\n\n\
          | | |\n|---|---|\n\
          | validation accuracy (oracle) | {:.6} |\n\
-         | predicted latency (sum of block means) | {:.3} ms |\n\
+         | predicted latency (sum of block means and run overhead) | {:.3} ms |\n\
          | measured latency (compiled winner, median) | {:.3} ms ({:.3} ms in its tensor programs) |\n\
          | measured vs predicted | {:+.2} % |\n\
          | within the budget | {} |\n\n\
