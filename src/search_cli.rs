@@ -260,7 +260,12 @@ impl Progress {
 
     fn update(&mut self, pos: u64, done_here: u64, msg: &str) {
         if let Some(b) = &self.bar {
+            let resumed = b.position() == 0 && pos > 0 && done_here == 0;
             b.set_position(pos);
+            if resumed {
+                // Work found already done (a resumed build): the rate starts from here.
+                b.reset_eta();
+            }
             b.set_message(msg.to_string());
             return;
         }
@@ -566,7 +571,7 @@ pub fn search(args: SearchArgs) -> CliResult<()> {
     write_file(&out.join("search_log.jsonl"), log.as_bytes())?;
     write_file(&out.join("population.csv"), nas::report::population_csv(&result.evaluated).as_bytes())?;
     let title = format!("baseline search, w{width:?} {} budget {} ms", args.arch, args.latency_ms);
-    write_file(&out.join("pareto.svg"), nas::report::pareto_svg(&result.evaluated, args.latency_ms, best, &title).as_bytes())?;
+    write_file(&out.join("pareto.svg"), nas::report::pareto_svg(&result.evaluated, args.latency_ms, Some(limit), best, &title).as_bytes())?;
     let within = measured_ms <= args.latency_ms;
     let front = nas::evolution::pareto_front(&result.evaluated.iter().map(|c| (c.latency_ms, c.accuracy.val)).collect::<Vec<_>>());
     let summary = format!(
@@ -597,7 +602,11 @@ pub fn search(args: SearchArgs) -> CliResult<()> {
         cpu_name(),
         llvm_backend::Target::host().cpu,
         args.latency_ms,
-        if args.margin > 0.0 { format!(" (searched with a {}% margin: predicted latency at most {limit:.3} ms)", args.margin) } else { String::new() },
+        if args.margin > 0.0 {
+            format!(" (searched with a {}% margin: predicted latency at most {limit:.3} ms)", args.margin)
+        } else {
+            String::new()
+        },
         names(&args.lut),
         args.accuracy,
         resolutions,

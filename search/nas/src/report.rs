@@ -53,9 +53,10 @@ fn esc(s: &str) -> String {
 }
 
 /// The scatter plot: latency (ms) on x, validation accuracy (%) on y; every evaluated
-/// architecture grey, the Pareto front red and joined, the budget a dashed line, the chosen
+/// architecture grey, the Pareto front red and joined, the budget a dashed line (and the
+/// search's own limit, when a margin put it below the budget, a dotted one), the chosen
 /// architecture circled.
-pub fn pareto_svg(candidates: &[Candidate], budget_ms: f64, chosen: &Candidate, title: &str) -> String {
+pub fn pareto_svg(candidates: &[Candidate], budget_ms: f64, limit_ms: Option<f64>, chosen: &Candidate, title: &str) -> String {
     let (w, h) = (720.0, 480.0);
     let (left, right, top, bottom) = (70.0, 20.0, 40.0, 55.0);
     let pts = points(candidates);
@@ -129,6 +130,16 @@ pub fn pareto_svg(candidates: &[Candidate], budget_ms: f64, chosen: &Candidate, 
             s.push_str(&format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"#d62728\"/>\n", sx(p.0), sy(p.1)));
         }
     }
+    if let Some(limit) = limit_ms.filter(|l| *l < budget_ms) {
+        let lx = sx(limit);
+        s.push_str(&format!(
+            "<line x1=\"{lx:.1}\" y1=\"{py1}\" x2=\"{lx:.1}\" y2=\"{py0}\" stroke=\"#1f77b4\" stroke-dasharray=\"2 3\"/>\
+             <text x=\"{:.1}\" y=\"{}\" text-anchor=\"end\" fill=\"#1f77b4\">search limit {:.2} ms</text>\n",
+            lx - 4.0,
+            py0 - 24.0,
+            limit
+        ));
+    }
     let bx = sx(budget_ms);
     s.push_str(&format!(
         "<line x1=\"{bx:.1}\" y1=\"{py1}\" x2=\"{bx:.1}\" y2=\"{py0}\" stroke=\"#1f77b4\" stroke-dasharray=\"6 4\" stroke-width=\"1.5\"/>\
@@ -186,11 +197,11 @@ mod tests {
         assert!(lines[1].ends_with(",0.750000,5.000000,1"), "{}", lines[1]);
         assert!(lines[2].ends_with(",0"));
         assert!(lines[3].ends_with(",1"));
-        let svg = pareto_svg(&cs, 8.0, &cs[2], "a <test>");
+        let svg = pareto_svg(&cs, 8.0, Some(7.5), &cs[2], "a <test>");
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("a &lt;test&gt;"));
         assert_eq!(svg.matches("fill=\"#d62728\"").count(), 2);
-        assert!(svg.contains("budget 8 ms"));
+        assert!(svg.contains("budget 8 ms") && svg.contains("search limit 7.50 ms"));
         assert_eq!(ticks(0.0, 10.0, 5), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
     }
 }
