@@ -206,16 +206,15 @@ impl Space {
             return None;
         }
         let value = |name: &str| -> i64 {
-            let k = self.knobs.iter().position(|k| k.name == name).expect("templates read only their own knobs");
+            let k = self.knobs.iter().position(|k| k.name == name).unwrap_or_else(|| panic!("templates read only their own knobs: {name}"));
             self.knobs[k].choices[point[k]]
         };
         match &self.template {
             Template::Reduction(r) => reduction_trace(r, &value),
             Template::Spatial(nests) => spatial_trace(nests, &value),
-            Template::Outer(outer) => match (outer, value("parallel")) {
-                (Some(l), 1) => Some(Trace(vec![Primitive::Parallel { loop_: l.clone() }])),
-                _ => Some(Trace::default()),
-            },
+            // Without an outer loop the space has no knob: its one point is the empty trace.
+            Template::Outer(Some(l)) if value("parallel") == 1 => Some(Trace(vec![Primitive::Parallel { loop_: l.clone() }])),
+            Template::Outer(_) => Some(Trace::default()),
         }
     }
 
@@ -556,6 +555,30 @@ fn spatial_trace(nests: &[StoreNest], value: &dyn Fn(&str) -> i64) -> Option<Tra
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A program that is neither a reduction nor store nests under one loop (here two loops
+    /// side by side with a reduction among them) has a space of one point: the empty trace.
+    #[test]
+    fn programs_without_an_outer_loop_have_one_point() {
+        let text = r#"func "two" {
+  param %x: f32[4]
+  param %y: f32[4]
+  for i in 0..4 {
+    %y[i] = 0.0
+    for k in 0..4 {
+      %y[i] = %y[i] + %x[k]
+    }
+  }
+  for j in 0..4 {
+    %y[j] = %y[j] * 2.0
+  }
+}
+"#;
+        let f = ir::loops::parse_func(text).unwrap();
+        let space = Space::new(&f, 16, &[false, false]);
+        let point = space.default_point();
+        assert_eq!(space.trace(&point), Some(Trace::default()), "{}", space.describe(&point));
+    }
 
     /// A uniform sampler of points (splitmix64).
     fn splitmix(state: &mut u64) -> u64 {
