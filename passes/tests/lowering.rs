@@ -359,6 +359,15 @@ fn nchwc_layout_and_blocked_convolutions() {
             check_with(op.clone(), ops.clone(), &[false, true, true]);
             check_with(op, ops, &[false, false, true]);
         }
+        // A dense blocked convolution reads a plain NCHW input (3 channels: no block), or an
+        // input blocked differently from its result.
+        let op = Op::Conv2dNchwc { strides: [2, 2], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1, block };
+        let ops = vec![r.tensor(DType::F32, &[1, 3, 9, 8]), r.tensor(DType::F32, &[2 * block, 3, 3, 3]), r.tensor(DType::F32, &[2 * block])];
+        check_with(op, ops, &[false, true, true]);
+        let other = 24 / block;
+        let op = Op::Conv2dNchwc { strides: [1, 1], pads: [0; 4], dilations: [1, 1], groups: 1, block };
+        let ops = vec![r.tensor(DType::F32, &[1, 2, 5, 4, other]), r.tensor(DType::F32, &[block, 2 * other, 1, 1])];
+        check_with(op, ops, &[false, true]);
     }
 }
 

@@ -93,8 +93,13 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, 
             block,
         } => {
             // The plain convolution between the layout changes: one definition of the math.
-            let unblocked_ty = Op::FromNchwc { block: *block }.infer(&[&x.ty()])?;
-            let unblocked = from_nchwc(x, *block, &unblocked_ty)?;
+            let unblocked = if x.shape.len() == 5 {
+                let input_block = x.shape[4];
+                let unblocked_ty = Op::FromNchwc { block: input_block }.infer(&[&x.ty()])?;
+                from_nchwc(x, input_block, &unblocked_ty)?
+            } else {
+                x.clone()
+            };
             let conv = Op::Conv2d {
                 strides: *strides,
                 pads: *pads,

@@ -196,9 +196,10 @@ pub enum Op {
     ToNchwc { block: usize },
     /// The inverse of `ToNchwc`.
     FromNchwc { block: usize },
-    /// `Conv2d` on NCHW[b]c tensors: x [N, C/b, H, W, b], weight [O, C/groups, KH, KW] (the
-    /// lowering picks its memory layout), optional bias [O], result [N, O/b, OH, OW, b]. Only
-    /// dense (groups 1) and depthwise (groups = C = O) convolutions.
+    /// `Conv2d` with its result in NCHW[b]c: [N, O/b, OH, OW, b]. The input is NCHW[b']c (rank
+    /// 5, b' its last extent, any block) or plain NCHW (rank 4); weight [O, C/groups, KH, KW]
+    /// (the lowering picks its memory layout), optional bias [O]. Only dense (groups 1) and
+    /// depthwise (groups = C = O, its input blocked like its result) convolutions.
     Conv2dNchwc { strides: [usize; 2], pads: [usize; 4], dilations: [usize; 2], groups: usize, block: usize },
 }
 
@@ -660,13 +661,20 @@ impl Op {
             }
             Op::Conv2dNchwc { strides, pads, dilations, groups, block } => {
                 // The shape rule of the plain convolution, on the unblocked input.
-                let unblocked = Op::FromNchwc { block: *block }.infer(&[x])?;
+                let unblocked = match x.rank() {
+                    4 => x.clone(),
+                    5 => Op::FromNchwc { block: x.shape[4] }.infer(&[x])?,
+                    _ => return shape_err(name, format!("the input {x} is neither NCHW nor NCHWc")),
+                };
                 let mut operands = vec![&unblocked];
                 operands.extend(&inputs[1..]);
                 let plain = Op::Conv2d { strides: *strides, pads: *pads, dilations: *dilations, groups: *groups }.infer(&operands)?;
                 let (c, o) = (unblocked.shape[1], plain.shape[1]);
                 if !(*groups == 1 || (*groups == c && o == c)) {
                     return shape_err(name, format!("groups={groups} is neither dense nor depthwise"));
+                }
+                if *groups > 1 && (x.rank() != 5 || x.shape[4] != *block) {
+                    return shape_err(name, format!("a depthwise convolution's input {x} must be blocked like its result"));
                 }
                 Op::ToNchwc { block: *block }.infer(&[&plain])
             }

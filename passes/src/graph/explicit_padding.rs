@@ -21,11 +21,16 @@ pub fn explicit_padding(g: &Graph) -> Result<Graph, PassError> {
         }
         Op::Conv2dNchwc { strides, pads, dilations, groups, block } if pads.iter().any(|&p| p > 0) => {
             let x = map(node.inputs[0]);
-            // N, C/b, H, W, b: only H and W are padded.
-            let pad = Op::Pad { pads: vec![0, 0, pads[0], pads[1], 0, 0, 0, pads[2], pads[3], 0], mode: PadMode::Constant, value: 0.0 };
+            // N, C/b, H, W, b (or N, C, H, W for a plain input): only H and W are padded.
+            let pads = match out.ty(x).rank() {
+                5 => vec![0, 0, pads[0], pads[1], 0, 0, 0, pads[2], pads[3], 0],
+                _ => vec![0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]],
+            };
+            let pad = Op::Pad { pads, mode: PadMode::Constant, value: 0.0 };
             let padded = out.add_node(pad, vec![x], node.name.clone())?;
             let mut inputs = vec![padded];
             inputs.extend(node.inputs[1..].iter().map(|&v| map(v)));
+            let Op::Conv2dNchwc { strides, dilations, groups, block, .. } = &node.op else { unreachable!("matched above") };
             let conv = Op::Conv2dNchwc { strides: *strides, pads: [0; 4], dilations: *dilations, groups: *groups, block: *block };
             Ok(out.add_node(conv, inputs, node.name.clone())?)
         }

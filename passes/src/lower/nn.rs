@@ -142,11 +142,12 @@ fn conv2d_channel_blocked(b: &mut Builder, ins: &[&TensorType], out: &TensorType
     Ok(())
 }
 
-/// The convolution of `conv2d` on NCHW[b]c tensors, dense or depthwise: loops n, output
-/// block, oh, ow, channel-in-block, so that the innermost output loop is a contiguous vector of
-/// channels; the dense reduction runs over input blocks, the kernel, then the channels of a
-/// block (contiguous in the input). A constant weight is read as [O/b, I, KH, KW, b], a block's
-/// weights for one input channel and tap being one vector.
+/// The convolution of `conv2d` with its result in NCHW[b]c, dense or depthwise: loops n,
+/// output block, oh, ow, channel-in-block, so that the innermost output loop is a contiguous
+/// vector of channels. The dense reduction follows the input's layout: over its blocks, the
+/// kernel, then the channels of a block (contiguous), or over channels then the kernel for a
+/// plain NCHW input. A constant weight is read as [O/b, I, KH, KW, b], a block's weights for
+/// one input channel and tap being one vector.
 fn conv2d_nchwc(b: &mut Builder, ins: &[&TensorType], out: &TensorType, win: &Window, depthwise: bool, block: usize, weight_is_constant: bool) -> Result<(), String> {
     require_f32("conv2d_nchwc", ins)?;
     let (xs, ws) = (&ins[0].shape, &ins[1].shape);
@@ -170,23 +171,35 @@ fn conv2d_nchwc(b: &mut Builder, ins: &[&TensorType], out: &TensorType, win: &Wi
     let oc = add(mul(Expr::Var(ob), int(block as i64)), Expr::Var(oi));
     let (kh, kw);
     let reduce;
-    let (in_block, in_lane, ic);
+    // The input's channel, as (block, lane) of a blocked input or alone for a plain one.
+    let (input_channel, ic): (Vec<Expr>, Expr);
     if depthwise {
         (kh, kw) = (b.var("kh", kh_n), b.var("kw", kw_n));
         reduce = vec![kh, kw];
-        (in_block, in_lane, ic) = (Expr::Var(ob), Expr::Var(oi), int(0));
-    } else {
-        let icb = b.var("icb", i / block);
+        (input_channel, ic) = (vec![Expr::Var(ob), Expr::Var(oi)], int(0));
+    } else if xs.len() == 5 {
+        let input_block = xs[4];
+        let icb = b.var("icb", xs[1]);
         (kh, kw) = (b.var("kh", kh_n), b.var("kw", kw_n));
-        let ii = b.var("ii", block);
+        let ii = b.var("ii", input_block);
         reduce = vec![icb, kh, kw, ii];
-        (in_block, in_lane, ic) = (Expr::Var(icb), Expr::Var(ii), add(mul(Expr::Var(icb), int(block as i64)), Expr::Var(ii)));
+        (input_channel, ic) = (vec![Expr::Var(icb), Expr::Var(ii)], add(mul(Expr::Var(icb), int(input_block as i64)), Expr::Var(ii)));
+    } else {
+        let c = b.var("ic", xs[1]);
+        (kh, kw) = (b.var("kh", kh_n), b.var("kw", kw_n));
+        reduce = vec![c, kh, kw];
+        (input_channel, ic) = (vec![Expr::Var(c)], Expr::Var(c));
     }
     let (ih, iw) = (tap(oh, kh, win, 0), tap(ow, kw, win, 1));
     let mut conds = Vec::new();
     b.in_bounds(&ih, xs[2], &mut conds);
     b.in_bounds(&iw, xs[3], &mut conds);
-    let load = Expr::load(x, vec![Expr::Var(n), in_block, b.clamp(ih, xs[2]), b.clamp(iw, xs[3]), in_lane]);
+    let (ih, iw) = (b.clamp(ih, xs[2]), b.clamp(iw, xs[3]));
+    let index = match input_channel.as_slice() {
+        [block, lane] => vec![Expr::Var(n), block.clone(), ih, iw, lane.clone()],
+        _ => vec![Expr::Var(n), input_channel[0].clone(), ih, iw],
+    };
+    let load = Expr::load(x, index);
     let xv = match all(conds) {
         Some(cond) => Expr::select(cond, load, Expr::Float(0.0)),
         None => load,

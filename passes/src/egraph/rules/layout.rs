@@ -18,10 +18,13 @@ pub const BLOCKS: [usize; 2] = [16, 8];
 
 pub fn rules() -> Vec<GRewrite> {
     vec![
-        // conv(x, w, b) = from_nchwc(conv_nchwc(to_nchwc(x), w, b))   for dense and depthwise
-        //   convolutions with whole blocks of input and output channels, a constant weight and
-        //   more than one pixel (a 1x1 image is a matrix-vector product, in any layout)
+        // conv(x, w, b) = from_nchwc(conv_nchwc(x, w, b))   for dense convolutions with whole
+        //   blocks of output channels, = from_nchwc(conv_nchwc(to_nchwc(x), w, b)) for depthwise
+        //   ones with whole blocks of channels; with a constant weight and more than one pixel
+        //   (a 1x1 image is a matrix-vector product, in any layout)
         custom("conv-to-nchwc", Custom { rewrite: |g, id| build(g, conv_to_nchwc(g, id)), applies: |g, id| conv_to_nchwc(g, id).is_some() }),
+        // conv_nchwc(x, w, b) = conv_nchwc(z, w, b)   when x = from_nchwc(z), z of any block
+        custom("conv-input-layout", Custom { rewrite: |g, id| build(g, conv_input_layout(g, id)), applies: |g, id| conv_input_layout(g, id).is_some() }),
         // to_nchwc(from_nchwc(y)) = y
         custom("to-from-nchwc", Custom { rewrite: |g, id| to_from(g, id), applies: |g, id| to_from(g, id).is_some() }),
         // from_nchwc(to_nchwc(x)) = x
@@ -79,26 +82,45 @@ fn holds_blocked_conv(g: &GEGraph, id: Id, block: usize) -> bool {
 }
 
 /// Every block size that fits is offered: which one a tensor should have depends on all the
-/// convolutions that read and write it, which extraction weighs.
+/// convolutions that read and write it, which extraction weighs. A dense convolution reads
+/// its input as it is (NCHW here; `conv-input-layout` offers its blocked forms), a depthwise
+/// one needs its input blocked like its result.
 fn conv_to_nchwc(g: &GEGraph, id: Id) -> Option<Plan> {
     ops_in(g, id).into_iter().find_map(|(op, ch)| {
         let Op::Conv2d { strides, pads, dilations, groups } = op else { return None };
         let (x, w) = (&g[ch[0]].data.ty, &g[ch[1]].data.ty);
         let (c, o) = (x.shape[1], w.shape[0]);
-        let kind_ok = groups == 1 || (groups == c && o == c);
-        let block = BLOCKS.into_iter().find(|&b| c % b == 0 && o % b == 0 && !holds_blocked_conv(g, id, b))?;
+        let depthwise = groups > 1 && groups == c && o == c;
+        let block = BLOCKS.into_iter().find(|&b| o % b == 0 && (!depthwise || c % b == 0) && !holds_blocked_conv(g, id, b))?;
         let shapes_ok = x.rank() == 4 && x.shape[2] * x.shape[3] > 1;
         let weight_is_constant = g[ch[1]].nodes.iter().any(|n| matches!(n, GNode::Const(_)));
-        if !(kind_ok && shapes_ok && weight_is_constant) {
+        if !((groups == 1 || depthwise) && shapes_ok && weight_is_constant) {
             return None;
         }
         let plan: Plan = Box::new(move |g: &mut GEGraph| {
-            let xb = add_op(g, Op::ToNchwc { block }, vec![ch[0]])?;
-            let mut operands = vec![xb];
+            let x = if depthwise { add_op(g, Op::ToNchwc { block }, vec![ch[0]])? } else { ch[0] };
+            let mut operands = vec![x];
             operands.extend(&ch[1..]);
             let yb = add_op(g, Op::Conv2dNchwc { strides, pads, dilations, groups, block }, operands)?;
             unblock(g, yb, block)
         });
+        Some(plan)
+    })
+}
+
+/// A dense blocked convolution of an NCHW value reads one of the value's blocked forms
+/// instead, whatever its block: the reduction follows the input's layout.
+fn conv_input_layout(g: &GEGraph, id: Id) -> Option<Plan> {
+    let existing = ops_in(g, id);
+    existing.iter().find_map(|(op, ch)| {
+        if !matches!(op, Op::Conv2dNchwc { groups: 1, .. }) || g[ch[0]].data.ty.rank() != 4 {
+            return None;
+        }
+        let present = |z: Id| existing.iter().any(|(o, c)| o == op && g.find(c[0]) == g.find(z) && c[1..] == ch[1..]);
+        let (z, _) = blocked_forms(g, ch[0]).into_iter().find(|&(z, _)| !present(z))?;
+        let (op, mut operands) = (op.clone(), ch.clone());
+        operands[0] = z;
+        let plan: Plan = Box::new(move |g: &mut GEGraph| add_op(g, op, operands));
         Some(plan)
     })
 }
