@@ -118,6 +118,13 @@ pub struct EvolutionResult {
     pub evaluated: Vec<Candidate>,
 }
 
+/// The search's score of an accuracy: `val - gap_lambda * max(0, train - val)` when the
+/// training accuracy is known, `val` otherwise (PAPER.md, "The method", 1).
+pub fn score(accuracy: &Accuracy, gap_lambda: f64) -> f64 {
+    let gap = accuracy.train.map_or(0.0, |t| (t - accuracy.val).max(0.0));
+    accuracy.val - gap_lambda * gap
+}
+
 /// Latency and accuracy of architectures, each computed once.
 struct Evaluator<'a> {
     oracle: &'a mut dyn AccuracyOracle,
@@ -145,8 +152,7 @@ impl Evaluator<'_> {
             return Ok(self.evaluated[i].clone());
         }
         let accuracy = self.oracle.evaluate(arch)?;
-        let gap = accuracy.train.map_or(0.0, |t| (t - accuracy.val).max(0.0));
-        let c = Candidate { arch: arch.clone(), accuracy, score: accuracy.val - self.gap_lambda * gap, latency_ms };
+        let c = Candidate { arch: arch.clone(), accuracy, score: score(&accuracy, self.gap_lambda), latency_ms };
         self.candidates.insert(key, self.evaluated.len());
         self.evaluated.push(c.clone());
         Ok(c)

@@ -9,6 +9,7 @@
 //! encoding here follows it (and OFA's sources where it is silent).
 
 pub mod blocks;
+pub mod cosearch;
 pub mod build;
 pub mod error;
 pub mod evolution;
@@ -16,6 +17,7 @@ pub mod lut;
 pub mod lut_build;
 pub mod measure;
 pub mod oracle;
+pub mod preschedule;
 pub mod report;
 pub mod rng;
 pub mod space;

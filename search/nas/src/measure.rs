@@ -125,8 +125,14 @@ fn host_options(shared_library: bool) -> Result<runtime::CompileOptions> {
 /// Compiles `graph` for this machine into `out` (the runner `out/model`, `libmodel.a`,
 /// `model.h`, `model.json`), as the deployable result of a search.
 pub fn compile_for_host(graph: &Graph, out: &Path) -> Result<runtime::CompileReport> {
+    compile_for_host_with(graph, out, &runtime::DefaultSchedules)
+}
+
+/// [`compile_for_host`] with each tensor program's schedule from `schedules` when it has one
+/// (tuning records), the default schedule otherwise.
+pub fn compile_for_host_with(graph: &Graph, out: &Path, schedules: &dyn runtime::ScheduleSource) -> Result<runtime::CompileReport> {
     let opts = host_options(false)?;
-    runtime::compile(graph, &opts, out).map_err(|e| measure_err("compiling", e))
+    runtime::compile_with(graph, &opts, out, schedules).map_err(|e| measure_err("compiling", e))
 }
 
 /// Seeded uniform random inputs of a graph (f32 inputs only: the space's networks and blocks
@@ -263,16 +269,24 @@ pub struct HostModel {
     /// Each tensor program's name and schedule trace: `[{"name": .., "schedule": ..}, ..]`.
     pub programs: serde_json::Value,
     pub compile_seconds: f64,
+    /// Tensor programs whose schedule came from the schedule source (tuning records).
+    pub tuned_programs: usize,
 }
 
 impl HostModel {
     /// Compiles `graph` (default schedules, one thread) into a temporary folder and loads it.
     pub fn compile(graph: &Graph, seed: u64) -> Result<HostModel> {
+        HostModel::compile_with(graph, seed, &runtime::DefaultSchedules)
+    }
+
+    /// [`compile`](Self::compile) with each program's schedule from `schedules` when it has
+    /// one (tuning records), the default schedule otherwise.
+    pub fn compile_with(graph: &Graph, seed: u64, schedules: &dyn runtime::ScheduleSource) -> Result<HostModel> {
         let copts = host_options(true)?;
         let dir = TempDir::new("measure")?;
         let out = dir.0.join("model");
         let start = Instant::now();
-        runtime::compile(graph, &copts, &out).map_err(|e| measure_err("compiling", e))?;
+        let report = runtime::compile_with(graph, &copts, &out, schedules).map_err(|e| measure_err("compiling", e))?;
         let compile_seconds = start.elapsed().as_secs_f64();
         let manifest_path = out.join("model.json");
         let manifest: serde_json::Value = std::fs::read_to_string(&manifest_path)
@@ -296,6 +310,7 @@ impl HostModel {
             inputs: random_inputs(graph, seed)?,
             programs: serde_json::Value::Array(programs),
             compile_seconds,
+            tuned_programs: report.tuned_programs,
         })
     }
 
@@ -418,12 +433,27 @@ pub struct HostMeasurer {
     pub options: MeasureOptions,
     pub retries: usize,
     flush: CacheFlush,
+    /// Where the programs' schedules come from (None: the default schedules).
+    schedules: Option<Box<dyn runtime::ScheduleSource>>,
 }
 
 impl HostMeasurer {
     pub fn new(options: MeasureOptions, retries: usize) -> HostMeasurer {
         let flush = CacheFlush::new(options.flush_bytes);
-        HostMeasurer { options, retries, flush }
+        HostMeasurer { options, retries, flush, schedules: None }
+    }
+
+    /// Compile every block with the schedules `schedules` gives (tuning records), falling
+    /// back to the default schedule of a program it has none for.
+    pub fn set_schedules(&mut self, schedules: Box<dyn runtime::ScheduleSource>) {
+        self.schedules = Some(schedules);
+    }
+
+    fn compile(&self, graph: &Graph) -> Result<HostModel> {
+        match &self.schedules {
+            Some(s) => HostModel::compile_with(graph, self.options.seed, s.as_ref()),
+            None => HostModel::compile(graph, self.options.seed),
+        }
     }
 }
 
@@ -431,7 +461,7 @@ impl BlockMeasurer for HostMeasurer {
     fn measure(&mut self, block: &Block) -> Result<BlockMeasurement> {
         let bytes = build_block(block, &mut RandomWeights::new(self.options.seed))?;
         let graph = frontend::import_model(&bytes).map_err(|e| NasError::Build(format!("importing block {}: {e}", block.key())))?;
-        let model = HostModel::compile(&graph, self.options.seed)?;
+        let model = self.compile(&graph)?;
         let o = &self.options;
         let (t, attempts) = model.time_quietly(o.runs, o.warmup, &self.flush, self.retries)?;
         let round = |x: f64| (x * 1e3).round() / 1e3;
@@ -444,6 +474,7 @@ impl BlockMeasurer for HostMeasurer {
                 "attempts": attempts,
                 "other_load": t.other_load.map(round),
                 "compile_s": round(model.compile_seconds),
+                "tuned_programs": model.tuned_programs,
             }),
         })
     }
@@ -453,7 +484,7 @@ impl BlockMeasurer for HostMeasurer {
     fn measure_overhead(&mut self, width: f64, r: u32) -> Result<Option<BlockMeasurement>> {
         let arch = ArchConfig::min(r);
         let graph = build_graph(&arch, width, &mut RandomWeights::new(self.options.seed))?;
-        let model = HostModel::compile(&graph, self.options.seed)?;
+        let model = self.compile(&graph)?;
         let o = &self.options;
         let (t, attempts) = model.time_quietly(o.runs, o.warmup, &self.flush, self.retries)?;
         let round = |x: f64| (x * 1e3).round() / 1e3;
