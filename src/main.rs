@@ -1,6 +1,8 @@
 //! The `chanasc` command line: parses arguments and wires the library crates together.
 
+mod cosearch_cli;
 mod nas_cli;
+mod presched_cli;
 mod search_cli;
 mod tune_cli;
 

@@ -21,28 +21,28 @@ type CliResult<T> = Result<T, String>;
 pub struct TimingArgs {
     /// Timed runs of each block or network.
     #[arg(long, default_value_t = 30)]
-    runs: usize,
+    pub runs: usize,
     /// Untimed runs before them.
     #[arg(long, default_value_t = 3)]
-    warmup: usize,
+    pub warmup: usize,
     /// MiB read before each timed run to flush the caches (0: no flush).
     #[arg(long, default_value_t = 128)]
-    flush_mb: usize,
+    pub flush_mb: usize,
     /// Timing repeats when other processes disturbed a measurement (they needed more than
     /// the other cores, or the mean is above 1.1 x the median).
     #[arg(long, default_value_t = 2)]
-    retries: usize,
+    pub retries: usize,
 }
 
 impl TimingArgs {
-    fn options(&self, seed: u64) -> CliResult<MeasureOptions> {
+    pub fn options(&self, seed: u64) -> CliResult<MeasureOptions> {
         if self.runs == 0 {
             return Err("--runs must be at least 1".into());
         }
         Ok(MeasureOptions { runs: self.runs, warmup: self.warmup, seed, flush_bytes: self.flush_mb << 20 })
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         format!(
             "{} timed runs after {} warm-up, {} MiB cache flush before each, up to {} repeats when disturbed",
             self.runs, self.warmup, self.flush_mb, self.retries
@@ -71,9 +71,14 @@ pub enum LutCommand {
         resolutions: Vec<u32>,
         #[command(flatten)]
         timing: TimingArgs,
-        /// Tuning trials per block (the tuner does not exist yet: only 0).
+        /// Pre-scheduling: tune every distinct task of the blocks with this many trials per
+        /// task on average (shared records and cost model), then measure every block with the
+        /// default schedules (TABLE.default.yaml) and with its tuned schedules (TABLE.yaml).
+        /// 0: the default-schedule table only.
         #[arg(long, default_value_t = 0)]
         tune_trials: usize,
+        #[command(flatten)]
+        presched: crate::presched_cli::PreschedArgs,
         /// Save the table after this many newly measured blocks.
         #[arg(long, default_value_t = 4)]
         save_every: usize,
@@ -115,6 +120,20 @@ pub enum LutCommand {
         #[arg(long, default_value_t = 2)]
         passes: usize,
     },
+    /// Merge the outputs of several builds (the shards of a pre-scheduled build): tables and
+    /// their schedule side files, the default-schedule tables, the records files and the
+    /// pre-scheduling reports beside them. Inputs that are all .jsonl are records files,
+    /// merged into one.
+    Merge {
+        /// Tables (TABLE.yaml, with their companions), or records files (.jsonl).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The merged records file (default: OUT.records.jsonl).
+        #[arg(long)]
+        records: Option<PathBuf>,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
     /// Summarize tables: entries, and for each resolution how many of the space's blocks they
     /// hold and the predicted latency of the smallest and largest network.
     Show {
@@ -131,49 +150,82 @@ pub enum LutCommand {
 pub struct SearchArgs {
     /// Search space: ofa-mbv3.
     #[arg(long, default_value = "ofa-mbv3")]
-    space: String,
+    pub space: String,
     #[arg(long, default_value_t = 1.2)]
-    width: f64,
+    pub width: f64,
     /// Target: host (this machine).
     #[arg(long, default_value = "host")]
-    arch: String,
+    pub arch: String,
     /// Latency budget in milliseconds.
     #[arg(long)]
-    latency_ms: f64,
+    pub latency_ms: f64,
     /// Accuracy oracle: predictor:FILE.safetensors, table:FILE.csv or command:CMD.
     #[arg(long)]
-    accuracy: String,
-    /// Latency tables of the target's blocks: comma-separated or repeated.
+    pub accuracy: String,
+    /// Latency tables of the target's blocks: comma-separated or repeated. The co-search
+    /// takes the pre-scheduled (tuned) table (`lut build --tune-trials N`), the baseline a
+    /// default-schedule table.
     #[arg(long, value_delimiter = ',')]
-    lut: Vec<PathBuf>,
-    /// The schedule-blind baseline (OFA's evolutionary search on a default-schedule table).
+    pub lut: Vec<PathBuf>,
+    /// The schedule-blind baseline alone (OFA's evolutionary search on a default-schedule
+    /// table). Without it: the co-search (CHaNAS).
     #[arg(long)]
-    baseline: bool,
+    pub baseline: bool,
+    /// Co-search: the tuning records of the pre-scheduled table (default: TABLE.records.jsonl
+    /// beside the first --lut); the winner is compiled with their schedules.
+    #[arg(long)]
+    pub records: Option<PathBuf>,
+    /// Co-search: the default-schedule table of the same blocks, for --compare-baseline
+    /// (default: TABLE.default.yaml beside the first --lut).
+    #[arg(long, value_delimiter = ',')]
+    pub default_lut: Vec<PathBuf>,
+    /// Co-search: also run the schedule-blind baseline (same resolutions, budget, oracle and
+    /// search settings, the default-schedule table), deploy its winner with the default
+    /// schedules, find the co-search's architecture at the baseline's accuracy, measure all
+    /// of them and report the latency ratios.
+    #[arg(long)]
+    pub compare_baseline: bool,
+    /// Co-search: architectures sampled per partition (resolution) to choose one.
+    #[arg(long, default_value_t = 200)]
+    pub partition_samples: usize,
+    /// Co-search: the share of a partition's samples that must fit the budget for it to be
+    /// chosen.
+    #[arg(long, default_value_t = 0.05)]
+    pub min_share: f64,
+    /// Co-search with --compare-baseline: bisection steps on the budget to find the
+    /// co-search's architecture at the baseline's accuracy.
+    #[arg(long, default_value_t = 6)]
+    pub iso_steps: usize,
+    /// Search only: write the chosen architecture, the logs and plots, but do not build,
+    /// compile or measure networks.
+    #[arg(long)]
+    pub search_only: bool,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub seed: u64,
     /// Generations (OFA: 500).
     #[arg(long, default_value_t = 500)]
-    generations: usize,
+    pub generations: usize,
     /// Population size (OFA: 100).
     #[arg(long, default_value_t = 100)]
-    population: usize,
+    pub population: usize,
     /// Resolutions to search (default: those of 160..224 the table covers fully).
     #[arg(long, value_delimiter = ',')]
-    resolutions: Vec<u32>,
+    pub resolutions: Vec<u32>,
     /// Percent of the budget kept free for the table's prediction error: the search holds
     /// predicted latency to budget x (1 - margin / 100). OFA's baseline uses 0.
     #[arg(long, default_value_t = 0.0)]
-    margin: f64,
-    /// Weight of the generalization gap in the score (when the oracle gives train accuracy).
-    #[arg(long, default_value_t = 0.0)]
-    gap_lambda: f64,
+    pub margin: f64,
+    /// Weight lambda of the generalization gap in the score, A_val - lambda x max(0, A_train -
+    /// A_val), when the oracle gives training accuracy (0: plain A_val, as OFA).
+    #[arg(long = "gap-weight", alias = "gap-lambda", default_value_t = 0.0)]
+    pub gap_weight: f64,
     /// Time limit of a command: oracle, in seconds.
     #[arg(long, default_value_t = 60.0)]
-    oracle_timeout: f64,
+    pub oracle_timeout: f64,
     #[command(flatten)]
-    timing: TimingArgs,
+    pub timing: TimingArgs,
     #[arg(short = 'o', long)]
-    output: PathBuf,
+    pub output: PathBuf,
 }
 
 /// Reads one or more latency tables as one.
@@ -186,14 +238,14 @@ pub fn names(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",")
 }
 
-fn check_space(space: &str, width: f64) -> CliResult<()> {
+pub fn check_space(space: &str, width: f64) -> CliResult<()> {
     if space != "ofa-mbv3" {
         return Err(format!("unknown --space {space:?}; available: ofa-mbv3"));
     }
     nas::Widths::for_width(width).map(|_| ()).map_err(|e| e.to_string())
 }
 
-fn check_arch(arch: &str) -> CliResult<()> {
+pub fn check_arch(arch: &str) -> CliResult<()> {
     match arch {
         "host" => {
             if std::env::consts::ARCH != "x86_64" {
@@ -207,7 +259,7 @@ fn check_arch(arch: &str) -> CliResult<()> {
 
 /// The resolutions to use: those asked for (each fully covered by the table), or those of
 /// 160..224 that the table covers fully.
-fn covered_resolutions(table: &LatencyTable, width: f64, asked: &[u32], lut: &[PathBuf]) -> CliResult<Vec<u32>> {
+pub fn covered_resolutions(table: &LatencyTable, width: f64, asked: &[u32], lut: &[PathBuf]) -> CliResult<Vec<u32>> {
     let missing = |r: u32| -> CliResult<Option<String>> {
         let blocks = nas::blocks::space_blocks(width, r).map_err(|e| e.to_string())?;
         Ok(blocks.iter().find(|b| table.get(b).is_none()).map(|b| b.key()))
@@ -236,7 +288,7 @@ fn covered_resolutions(table: &LatencyTable, width: f64, asked: &[u32], lut: &[P
 }
 
 /// A progress display on stderr: a bar on a terminal, otherwise a plain line now and then.
-struct Progress {
+pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
     start: Instant,
     len: u64,
@@ -244,7 +296,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(len: u64, what: &str) -> Progress {
+    pub fn new(len: u64, what: &str) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
             let style = indicatif::ProgressStyle::with_template(&format!(
@@ -258,7 +310,7 @@ impl Progress {
         Progress { bar, start: Instant::now(), len, last_line: Instant::now() - Duration::from_secs(3600) }
     }
 
-    fn update(&mut self, pos: u64, done_here: u64, msg: &str) {
+    pub fn update(&mut self, pos: u64, done_here: u64, msg: &str) {
         if let Some(b) = &self.bar {
             let resumed = b.position() == 0 && pos > 0 && done_here == 0;
             b.set_position(pos);
@@ -279,24 +331,30 @@ impl Progress {
         eprintln!("{pos}/{} elapsed {} ETA {} {msg}", self.len, hms(elapsed), if eta.is_finite() { hms(eta) } else { "?".into() });
     }
 
-    fn finish(&self) {
+    pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
     }
 }
 
-fn hms(secs: f64) -> String {
+pub fn hms(secs: f64) -> String {
     let s = secs.round() as u64;
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 pub fn run_lut(command: LutCommand) -> CliResult<()> {
     match command {
-        LutCommand::Build { space, width, arch, resolutions, timing, tune_trials, save_every, max_blocks, remeasure, seed, output } => {
+        LutCommand::Build { space, width, arch, resolutions, timing, tune_trials, presched, save_every, max_blocks, remeasure, seed, output } => {
             let build = nas::lut_build::BuildOptions { save_every, max_new: max_blocks, remeasure, network_overhead: Some(width) };
+            if tune_trials > 0 || presched.requested() {
+                check_space(&space, width)?;
+                check_arch(&arch)?;
+                return crate::presched_cli::lut_build_tuned(width, &resolutions, &timing, tune_trials, &presched, &build, seed, &output);
+            }
             lut_build(&space, width, &arch, &resolutions, &timing, tune_trials, &build, seed, &output)
         }
+        LutCommand::Merge { inputs, records, output } => crate::presched_cli::lut_merge(&inputs, records.as_deref(), &output),
         LutCommand::Check { lut, samples, width, seed, resolutions, timing, passes } => {
             lut_check(&lut, samples, width, seed, &resolutions, &timing, passes)
         }
@@ -317,11 +375,7 @@ fn lut_build(
     output: &Path,
 ) -> CliResult<()> {
     check_space(space, width)?;
-    if tune_trials > 0 {
-        return Err(format!(
-            "--tune-trials {tune_trials}: tuning blocks while building a table is not implemented yet (the tuner of issue 6, chanasc tune, is not wired into lut build); build with default schedules (--tune-trials 0)"
-        ));
-    }
+    debug_assert_eq!(tune_trials, 0, "pre-scheduling is lut_build_tuned");
     check_arch(arch)?;
     if resolutions.is_empty() {
         return Err("--resolutions: give at least one".into());
@@ -364,7 +418,7 @@ fn lut_build(
 }
 
 /// The CPU's model name, for the record.
-fn cpu_name() -> String {
+pub fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
@@ -372,7 +426,7 @@ fn cpu_name() -> String {
 }
 
 /// A network compiled and loaded for timing.
-fn load_network(arch: &ArchConfig, width: f64, options: &MeasureOptions) -> CliResult<HostModel> {
+pub fn load_network(arch: &ArchConfig, width: f64, options: &MeasureOptions) -> CliResult<HostModel> {
     let graph = nas::build_graph(arch, width, &mut nas::RandomWeights::new(options.seed)).map_err(|e| e.to_string())?;
     HostModel::compile(&graph, options.seed).map_err(|e| e.to_string())
 }
@@ -477,14 +531,17 @@ fn lut_show(lut: &[PathBuf], width: f64) -> CliResult<()> {
     Ok(())
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> CliResult<()> {
+pub fn write_file(path: &Path, bytes: &[u8]) -> CliResult<()> {
     nas::lut::write_atomic(path, bytes).map_err(|e| e.to_string())
 }
 
 pub fn search(args: SearchArgs) -> CliResult<()> {
     check_space(&args.space, args.width)?;
     if !args.baseline {
-        return Err("the compiler-aware co-search (issue 7) is not implemented yet; pass --baseline for the schedule-blind baseline".into());
+        return crate::cosearch_cli::cosearch(args);
+    }
+    if args.compare_baseline || args.records.is_some() || !args.default_lut.is_empty() || args.search_only {
+        return Err("--compare-baseline, --records, --default-lut and --search-only are options of the co-search (search without --baseline)".into());
     }
     check_arch(&args.arch)?;
     if args.lut.is_empty() {
@@ -511,7 +568,7 @@ pub fn search(args: SearchArgs) -> CliResult<()> {
     let mut config = EvolutionConfig::ofa(limit, resolutions.clone(), args.seed);
     config.population = args.population;
     config.generations = args.generations;
-    config.gap_lambda = args.gap_lambda;
+    config.gap_lambda = args.gap_weight;
     std::fs::create_dir_all(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
 
     let width = args.width;

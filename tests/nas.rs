@@ -462,9 +462,14 @@ fn lut_build_refuses_what_it_cannot_do_and_resumes_a_partial_table() {
     let out = dir.join("lut.yaml");
     let o = out.to_str().unwrap();
     assert_clean_error(
-        &chanasc(&["lut", "build", "--tune-trials", "5", "-o", o]),
-        &["--tune-trials 5", "not implemented yet", "issue 6", "--tune-trials 0"],
+        &chanasc(&["lut", "build", "--tune-trials", "5", "--shard", "4/4", "-o", o]),
+        &["--shard \"4/4\"", "out of range"],
     );
+    assert_clean_error(
+        &chanasc(&["lut", "build", "--tune-trials", "5", "--shard", "0/2", "-o", o]),
+        &["--phase tune", "--phase measure", "lut merge"],
+    );
+    assert_clean_error(&chanasc(&["lut", "build", "--shard", "0/2", "--phase", "tune", "-o", o]), &["--tune-trials N"]);
     assert_clean_error(
         &chanasc(&["lut", "build", "--arch", "aarch64", "-o", o]),
         &["--arch \"aarch64\"", "only host"],
@@ -566,7 +571,7 @@ fn lut_show_check_and_baseline_search_with_ofa_tables() {
     let base = ["search", "--latency-ms", "20", "--accuracy", predictor.as_str(), "--lut", all.as_str()];
     let mut no_baseline = base.to_vec();
     no_baseline.extend(["-o", o]);
-    assert_clean_error(&chanasc(&no_baseline), &["co-search", "issue 7", "--baseline"]);
+    assert_clean_error(&chanasc(&no_baseline), &["--records FILE is needed", "note10_lut_160.records.jsonl"]);
     assert_clean_error(
         &chanasc(&["search", "--latency-ms", "20", "--accuracy", &predictor, "--baseline", "-o", o]),
         &["--lut"],
