@@ -157,6 +157,9 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
     if !(0.0..100.0).contains(&args.margin) {
         return Err(format!("--margin {}: must be a percentage in [0, 100)", args.margin));
     }
+    if args.partition_samples == 0 {
+        return Err("--partition-samples must be at least 1".into());
+    }
     if !(0.0..=1.0).contains(&args.min_share) {
         return Err(format!("--min-share {}: must be in [0, 1]", args.min_share));
     }

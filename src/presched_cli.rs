@@ -99,8 +99,8 @@ pub fn lut_build_tuned(
     if resolutions.is_empty() {
         return Err("--resolutions: give at least one".into());
     }
-    let phase = Phase::parse(&a.phase).map_err(|e| e.to_string())?;
-    let shard = a.shard.as_deref().map(Shard::parse).transpose().map_err(|e| e.to_string())?;
+    let phase = Phase::parse(&a.phase)?;
+    let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
     if shard.is_some() && phase == Phase::All && !a.dry_run {
         return Err("--shard runs one phase of a sharded build: --phase tune on every shard, then --phase measure on every shard with all the tune shards' records (--records A.jsonl,B.jsonl,...), then chanasc lut merge".into());
     }

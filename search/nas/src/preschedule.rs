@@ -63,8 +63,8 @@ pub struct Shard {
 
 impl Shard {
     /// Parses `I/N` with `0 <= I < N`.
-    pub fn parse(s: &str) -> Result<Shard> {
-        let bad = |why: &str| NasError::Arch(format!("--shard {s:?}: {why} (expected I/N with 0 <= I < N, e.g. 0/4)"));
+    pub fn parse(s: &str) -> std::result::Result<Shard, String> {
+        let bad = |why: &str| format!("--shard {s:?}: {why} (expected I/N with 0 <= I < N, e.g. 0/4)");
         let (i, n) = s.split_once('/').ok_or_else(|| bad("no '/'"))?;
         let index = i.trim().parse::<usize>().map_err(|_| bad("I is not a number"))?;
         let count = n.trim().parse::<usize>().map_err(|_| bad("N is not a number"))?;
@@ -327,12 +327,12 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn parse(s: &str) -> Result<Phase> {
+    pub fn parse(s: &str) -> std::result::Result<Phase, String> {
         match s {
             "all" => Ok(Phase::All),
             "tune" => Ok(Phase::Tune),
             "measure" => Ok(Phase::Measure),
-            other => Err(NasError::Arch(format!("--phase {other:?}: expected all, tune or measure"))),
+            other => Err(format!("--phase {other:?}: expected all, tune or measure")),
         }
     }
 
@@ -451,7 +451,7 @@ pub fn task_totals(tasks: &[&Task], records: &RecordFile, vector_width: usize) -
 /// Reads several records files as one (the first is `RecordFile`'s own path); corrupt lines
 /// are in its warnings.
 pub fn open_records(paths: &[PathBuf]) -> Result<RecordFile> {
-    let first = paths.first().ok_or_else(|| NasError::Arch("no records file".into()))?;
+    let first = paths.first().ok_or_else(|| NasError::Measure("no records file".into()))?;
     let mut all = RecordFile::open(first).map_err(|e| NasError::Measure(e.to_string()))?;
     for p in &paths[1..] {
         let f = RecordFile::open(p).map_err(|e| NasError::Measure(e.to_string()))?;
@@ -684,7 +684,7 @@ pub fn merge_records(inputs: &[PathBuf], output: &Path) -> Result<(usize, Vec<St
 /// present and missing). Inputs that are plain tables (no companions) merge as tables.
 pub fn merge_outputs(inputs: &[PathBuf], output: &Path, records_out: Option<&Path>) -> Result<(MergeSummary, Vec<String>)> {
     if inputs.is_empty() {
-        return Err(NasError::Arch("nothing to merge".into()));
+        return Err(NasError::Measure("lut merge: nothing to merge".into()));
     }
     let mut warnings = Vec::new();
     let (table, repeated) = merge_tables(inputs, output)?;
