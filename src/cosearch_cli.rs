@@ -425,7 +425,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
             }
             for (d, m) in deploys.iter_mut().zip(&models) {
                 let (t, _) = m.time_quietly(options.runs, options.warmup, &flush, args.timing.retries).map_err(|e| e.to_string())?;
-                if !(t.wall.median >= d.measured_ms) {
+                if d.measured_ms.is_nan() || t.wall.median < d.measured_ms {
                     (d.measured_ms, d.kernels_ms) = (t.wall.median, t.kernels.median);
                 }
             }
