@@ -366,6 +366,10 @@ pub struct RunReport {
     /// Tasks of the measured blocks without any record (their programs kept the default
     /// schedule): tuning stopped before them, or a tune shard's records were not given.
     pub tasks_without_record: usize,
+    /// Records read for the tuned table (every records file given): a later run that reads
+    /// a different number (more tuning since) measures the tuned table anew.
+    #[serde(default)]
+    pub records_read: usize,
     pub wall_s: f64,
 }
 
@@ -516,6 +520,7 @@ pub fn preschedule(
         default_measured: 0,
         tuned_measured: 0,
         tasks_without_record: 0,
+        records_read: 0,
         wall_s: 0.0,
     };
 
@@ -578,8 +583,11 @@ pub fn preschedule(
                 paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",")
             )));
         }
-        // New trials may have found better schedules: the tuned table is measured anew.
-        if tune.trials > 0 {
+        // New trials (in this run, or since the tuned table was measured) may have found
+        // better schedules: the tuned table is then measured anew.
+        run.records_read = records.records.len();
+        let measured_with = report.runs.iter().rev().find(|r| r.tuned_measured > 0).map(|r| r.records_read);
+        if tune.trials > 0 || measured_with.is_some_and(|n| n != run.records_read) {
             for p in [outputs.table.clone(), schedules_path(&outputs.table)] {
                 if p.exists() {
                     std::fs::remove_file(&p).map_err(|e| NasError::io(&p, e))?;
@@ -1041,6 +1049,14 @@ mod tests {
         let s = run(plan, &out, None, Phase::All, &[], 3, None);
         assert_eq!(s.tune.trials, plan.tasks.len());
         assert_eq!((s.tuned_build.unwrap().reused, s.default_build.unwrap().measured), (0, 0));
+        // Tuning alone, then measuring alone: the measure run sees more records than the
+        // tuned table was measured with, and measures it anew; once, not again.
+        let s = run(plan, &out, None, Phase::Tune, &[], 4, None);
+        assert_eq!((s.tune.trials, s.tuned_build.is_none()), (plan.tasks.len(), true));
+        let s = run(plan, &out, None, Phase::Measure, &[], 4, None);
+        assert_eq!((s.tune.trials, s.tuned_build.unwrap().reused), (0, 0));
+        let s = run(plan, &out, None, Phase::Measure, &[], 4, None);
+        assert_eq!(s.tuned_build.unwrap().measured, 0);
         // The tuned table is the sum of the best schedules of each block's tasks.
         let t = LatencyTable::load(&out).unwrap();
         let d = LatencyTable::load(&outputs.default_table).unwrap();
