@@ -166,6 +166,10 @@ pub fn lut_build_tuned(
         default: nas::HostMeasurer::new(options.clone(), timing.retries),
         tuned: nas::HostMeasurer::new(options, timing.retries),
     };
+    // Blocks between stand-ins for their neighbours, so that their programs (and tasks) are
+    // a network's: see nas::build::build_block_in_context.
+    backend.default.in_context = true;
+    backend.tuned.in_context = true;
     let opts = preschedule::Options {
         trials_per_task: tune_trials,
         time_budget: a.time_budget.map(Duration::from_secs_f64),

@@ -14,7 +14,7 @@ use std::time::Instant;
 use ir::{Graph, Tensor, TensorData};
 
 use crate::blocks::Block;
-use crate::build::{build_block, build_graph, RandomWeights};
+use crate::build::{build_block, build_block_in_context, build_graph, context_programs, RandomWeights};
 use crate::error::{NasError, Result};
 use crate::lut::LatencyEntry;
 use crate::rng::SplitMix64;
@@ -265,6 +265,9 @@ pub struct HostModel {
     model: runtime::LoadedModel,
     _dir: TempDir,
     per_run: Vec<bool>,
+    /// The programs whose time counts in [`Timing::kernels`] (all, unless
+    /// [`count_only`](Self::count_only) said otherwise).
+    counted: Vec<bool>,
     inputs: Vec<Tensor>,
     /// Each tensor program's name and schedule trace: `[{"name": .., "schedule": ..}, ..]`.
     pub programs: serde_json::Value,
@@ -302,16 +305,30 @@ impl HostModel {
                 .map_err(|e| measure_err("loading", e))?;
         // Programs that run once, at creation, have their time recorded before any run; the
         // others are still at zero. Only the per-run programs count in a run's kernel time.
-        let per_run = model.profile().iter().map(|p| p.1 == 0.0).collect();
+        let per_run: Vec<bool> = model.profile().iter().map(|p| p.1 == 0.0).collect();
         Ok(HostModel {
             model,
             _dir: dir,
+            counted: vec![true; per_run.len()],
             per_run,
             inputs: random_inputs(graph, seed)?,
             programs: serde_json::Value::Array(programs),
             compile_seconds,
             tuned_programs: report.tuned_programs,
         })
+    }
+
+    /// The names of the programs that run in every run, in run order.
+    pub fn per_run_names(&self) -> Vec<String> {
+        self.model.profile().into_iter().zip(&self.per_run).filter(|(_, r)| **r).map(|(p, _)| p.0).collect()
+    }
+
+    /// Counts in the kernel time of a run only the per-run programs `keep` marks (one flag
+    /// each, in the order of [`per_run_names`](Self::per_run_names)); the wall time is still
+    /// the whole run's.
+    pub fn count_only(&mut self, keep: &[bool]) {
+        let mut flags = keep.iter();
+        self.counted = self.per_run.iter().map(|&r| if r { flags.next().copied().unwrap_or(true) } else { true }).collect();
     }
 
     /// `runs` timed runs (at least one) after `warmup` untimed ones, `flush` read before
@@ -335,7 +352,9 @@ impl HostModel {
             let mut k = 0.0;
             for (i, p) in self.model.profile().iter().enumerate() {
                 if self.per_run.get(i) == Some(&true) {
-                    k += p.1;
+                    if self.counted.get(i) != Some(&false) {
+                        k += p.1;
+                    }
                     per_program[i].push(p.1 * 1e3);
                 }
             }
@@ -435,12 +454,15 @@ pub struct HostMeasurer {
     flush: CacheFlush,
     /// Where the programs' schedules come from (None: the default schedules).
     schedules: Option<Box<dyn runtime::ScheduleSource>>,
+    /// Measure each block between stand-ins for its neighbours
+    /// ([`crate::build::build_block_in_context`]), counting the block's own programs only.
+    pub in_context: bool,
 }
 
 impl HostMeasurer {
     pub fn new(options: MeasureOptions, retries: usize) -> HostMeasurer {
         let flush = CacheFlush::new(options.flush_bytes);
-        HostMeasurer { options, retries, flush, schedules: None }
+        HostMeasurer { options, retries, flush, schedules: None, in_context: false }
     }
 
     /// Compile every block with the schedules `schedules` gives (tuning records), falling
@@ -459,9 +481,23 @@ impl HostMeasurer {
 
 impl BlockMeasurer for HostMeasurer {
     fn measure(&mut self, block: &Block) -> Result<BlockMeasurement> {
-        let bytes = build_block(block, &mut RandomWeights::new(self.options.seed))?;
+        let weights = &mut RandomWeights::new(self.options.seed);
+        let bytes = if self.in_context { build_block_in_context(block, weights)? } else { build_block(block, weights)? };
         let graph = frontend::import_model(&bytes).map_err(|e| NasError::Build(format!("importing block {}: {e}", block.key())))?;
-        let model = self.compile(&graph)?;
+        let mut model = self.compile(&graph)?;
+        if self.in_context {
+            let names = model.per_run_names();
+            let context = context_programs(block, &names.iter().map(String::as_str).collect::<Vec<_>>());
+            if context.iter().all(|&c| c) {
+                return Err(NasError::Measure(format!("block {}: no program of its own among {names:?}", block.key())));
+            }
+            model.count_only(&context.iter().map(|c| !c).collect::<Vec<_>>());
+            // The side file keeps the block's own programs.
+            let theirs: std::collections::HashSet<&str> = names.iter().zip(&context).filter(|(_, c)| **c).map(|(n, _)| n.as_str()).collect();
+            if let serde_json::Value::Array(ps) = &mut model.programs {
+                ps.retain(|p| !p["name"].as_str().is_some_and(|n| theirs.contains(n)));
+            }
+        }
         let o = &self.options;
         let (t, attempts) = model.time_quietly(o.runs, o.warmup, &self.flush, self.retries)?;
         let round = |x: f64| (x * 1e3).round() / 1e3;

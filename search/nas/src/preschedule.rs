@@ -3,13 +3,16 @@
 //! network's latency under tuned schedules is the sum over its blocks, as it is for default
 //! schedules.
 //!
-//! 1. **Tasks.** Each block is built alone and lowered; its tensor programs are tasks of the
-//!    tuner ([`tune::extract_tasks`]). Tasks are deduplicated across blocks by their key (the
-//!    structural hash of the program and the target): the 1x1 expand of a block does not
+//! 1. **Tasks.** Each block is built between stand-ins for its neighbours in a network
+//!    ([`build_block_in_context`]: the compiler then makes the block's programs as a network
+//!    has them, reading a blocked layout and writing for the next layer) and lowered; its own
+//!    tensor programs are tasks of the tuner. Tasks are deduplicated across blocks by their
+//!    key (the structural hash of the program and the target): a block's projection does not
 //!    depend on its kernel size, a squeeze-excite's 1x1 convolutions not on the resolution,
-//!    the head's feature mix and classifier on nothing, and so on. A [`SpacePlan`] holds the
-//!    distinct blocks, the distinct tasks (weight: the programs over all blocks that are the
-//!    task) and which tasks each block runs.
+//!    the head's feature mix and classifier on nothing, and so on (the expansion does depend
+//!    on the kernel: it writes its output padded for the depthwise convolution). A
+//!    [`SpacePlan`] holds the distinct blocks, the distinct tasks (weight: the programs over
+//!    all blocks that are the task) and which tasks each block runs.
 //! 2. **Tuning.** All the distinct tasks are tuned in one run of the tuner
 //!    ([`tune::tune`]): one records file, so one cost model trained on every measurement of
 //!    every task (what it learns on one block's programs ranks the candidates of the others),
@@ -17,8 +20,8 @@
 //!    `trials_per_task` times the number of tasks (less the trials already recorded, so a
 //!    killed run resumes where it stopped), or a time budget.
 //! 3. **Measurement.** Every block is measured as the default-schedule table measures it
-//!    ([`crate::measure::HostMeasurer`]: the block compiled alone, its tensor programs' time
-//!    with cold caches), once with the default schedules (`TABLE.default.yaml`) and once with
+//!    ([`crate::measure::HostMeasurer`], in context: the block compiled between its
+//!    stand-ins, its own tensor programs' time with cold caches), once with the default schedules (`TABLE.default.yaml`) and once with
 //!    the best recorded schedule of each of its tasks (`TABLE.yaml`, the tuned table), so the
 //!    two tables compare like for like. Each table's side file keeps the schedule traces the
 //!    block was measured with; the records file keeps every measurement of the tuner.
@@ -47,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use tune::{RecordFile, Task};
 
 use crate::blocks::Block;
-use crate::build::{build_block, RandomWeights};
+use crate::build::{build_block_in_context, context_programs, RandomWeights};
 use crate::error::{NasError, Result};
 use crate::lut::{write_atomic, LatencyTable};
 use crate::lut_build::{build_table, load_schedules, schedules_path, BuildOptions, BuildProgress, BuildReport};
@@ -95,12 +98,48 @@ pub struct SpacePlan {
     pub tasks: Vec<Task>,
 }
 
-/// The tasks of one block alone on `target`, graph optimizations on (as blocks are measured
-/// and networks compiled).
+/// The tasks of one block on `target`, graph optimizations on, the block between stand-ins
+/// for its neighbours ([`build_block_in_context`]) so that its programs are those a network
+/// has; the stand-ins' programs ([`context_programs`]) are left out.
 pub fn tasks_of_block(block: &Block, target: &Target) -> Result<Vec<Task>> {
-    let bytes = build_block(block, &mut RandomWeights::new(0))?;
-    let graph = frontend::import_model(&bytes).map_err(|e| NasError::Build(format!("importing block {}: {e}", block.key())))?;
-    tune::extract_tasks(&graph, target, true).map_err(|e| NasError::Build(format!("tasks of block {}: {e}", block.key())))
+    let bytes = build_block_in_context(block, &mut RandomWeights::new(0))?;
+    let err = |e: String| NasError::Build(format!("tasks of block {}: {e}", block.key()));
+    let graph = frontend::import_model(&bytes).map_err(|e| err(e.to_string()))?;
+    let graph = passes::pipeline::prepare_graph(&graph, true).map_err(|e| err(e.to_string()))?;
+    let steps = passes::lower::lower_graph(&graph).map_err(|e| err(e.to_string()))?;
+    let programs: Vec<&passes::lower::Program> =
+        steps.iter().filter_map(|s| if let passes::lower::Step::Run(p) = s { Some(p) } else { None }).collect();
+    let names: Vec<String> = programs
+        .iter()
+        .map(|p| match p.nodes.first().and_then(|&n| graph.node(n).name.clone()) {
+            Some(n) => format!("{} {n}", p.func.name),
+            None => p.func.name.clone(),
+        })
+        .collect();
+    let context = context_programs(block, &names.iter().map(String::as_str).collect::<Vec<_>>());
+    let target_name = tune::task::target_id(target);
+    let mut tasks: Vec<Task> = Vec::new();
+    for ((p, name), theirs) in programs.iter().zip(&names).zip(&context) {
+        if *theirs {
+            continue;
+        }
+        let constants: Vec<bool> = p.args.iter().map(|&v| graph.const_data(v).is_some()).collect();
+        let key = tune::task::task_key(&p.func, &constants, &target_name);
+        if let Some(t) = tasks.iter_mut().find(|t| t.key == key) {
+            t.weight += 1;
+            continue;
+        }
+        tasks.push(Task {
+            key,
+            name: name.clone(),
+            target: target_name.clone(),
+            func: p.func.clone(),
+            constants,
+            weight: 1,
+            flops: runtime::program_flops(&graph, &p.nodes),
+        });
+    }
+    Ok(tasks)
 }
 
 impl SpacePlan {
@@ -919,7 +958,8 @@ mod tests {
         // 96 blocks per resolution, less the head's 1x1 layers both share.
         assert_eq!(plan.blocks.len(), 96 + 96 - 2);
         assert!(plan.tasks.len() < plan.programs(), "{} tasks, {} programs", plan.tasks.len(), plan.programs());
-        // Blocks differing only in their kernel share their expand and project programs.
+        // Blocks differing only in their kernel share their projection (the expansion writes
+        // its output padded for the depthwise kernel, so it differs).
         let like =
             |k: u32| match plan.blocks.iter().find(|b| matches!(b, Block::MbConv(m) if m.stride == 1 && m.in_size == 8 && m.mid == 96)) {
                 Some(Block::MbConv(m)) => Block::MbConv(crate::blocks::MbConv { kernel: k, ..*m }),
@@ -930,7 +970,7 @@ mod tests {
             plan.block_tasks[b].iter().map(|&t| plan.tasks[t].key.clone()).collect::<BTreeSet<_>>()
         };
         let (k3, k7) = (key_of(3), key_of(7));
-        assert!(k3.intersection(&k7).count() >= 2, "{k3:?} {k7:?}");
+        assert!(!k3.is_disjoint(&k7), "{k3:?} {k7:?}");
         assert_ne!(k3, k7);
         // Every task is run by some block, every block runs some task.
         let used: BTreeSet<usize> = plan.block_tasks.iter().flatten().copied().collect();
