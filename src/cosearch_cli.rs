@@ -32,6 +32,8 @@ struct Deploy {
     kernels_ms: f64,
     tuned_programs: usize,
     programs: usize,
+    /// Tasks with a recorded schedule, tasks, and their share of the floating-point operations.
+    coverage: Option<(usize, usize, f64)>,
 }
 
 fn predict(table: &LatencyTable, arch: &ArchConfig, width: f64) -> nas::Result<f64> {
@@ -43,21 +45,26 @@ fn progress_line(g: &GenerationLog) -> String {
 }
 
 /// The best usable record of each task of `graph` (what `compile --records` needs to compile
-/// it as the search deployed it), as JSON lines; and the tasks without one.
-fn schedules_of(graph: &ir::Graph, records: &tune::RecordFile) -> CliResult<(String, usize, usize)> {
+/// it as the search deployed it), as JSON lines; the tasks, those without a record, and the
+/// share of the network's floating-point operations in tasks with one.
+fn schedules_of(graph: &ir::Graph, records: &tune::RecordFile) -> CliResult<(String, usize, usize, f64)> {
     let tasks = tune::extract_tasks(graph, &llvm_backend::Target::host(), true).map_err(|e| e.to_string())?;
     let mut text = String::new();
     let mut missing = 0;
+    let (mut flops, mut covered) = (0u64, 0u64);
     for t in &tasks {
+        let f = t.flops * t.weight as u64;
+        flops += f;
         match records.best(&t.key, &t.target) {
             Some(r) => {
                 text.push_str(&serde_json::to_string(r).map_err(|e| e.to_string())?);
                 text.push('\n');
+                covered += f;
             }
             None => missing += 1,
         }
     }
-    Ok((text, tasks.len(), missing))
+    Ok((text, tasks.len(), missing, covered as f64 / flops.max(1) as f64))
 }
 
 fn partitions_csv(r: &CoSearchResult) -> String {
@@ -336,6 +343,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
         kernels_ms: f64::NAN,
         tuned_programs: 0,
         programs: 0,
+        coverage: None,
     }];
     if let Some((b, _)) = &baseline {
         let arch = b.best.arch.clone();
@@ -350,6 +358,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
             kernels_ms: f64::NAN,
             tuned_programs: 0,
             programs: 0,
+            coverage: None,
         });
         deploys.push(Deploy {
             name: "baseline-tuned",
@@ -362,6 +371,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
             kernels_ms: f64::NAN,
             tuned_programs: 0,
             programs: 0,
+            coverage: None,
         });
     }
     if let Some((_, r, _)) = &iso {
@@ -376,6 +386,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
             kernels_ms: f64::NAN,
             tuned_programs: 0,
             programs: 0,
+            coverage: None,
         });
     }
     let mut schedules_note = String::new();
@@ -389,13 +400,19 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
             write_file(&d.dir.join("net.onnx"), &onnx)?;
             let graph = frontend::import_model(&onnx).map_err(|e| format!("importing the {} network: {e}", d.name))?;
             let report = if d.tuned {
-                let (text, tasks, missing) = schedules_of(&graph, records)?;
+                let (text, tasks, missing, share) = schedules_of(&graph, records)?;
                 write_file(&d.dir.join("schedules.jsonl"), text.as_bytes())?;
+                d.coverage = Some((tasks - missing, tasks, share));
                 if d.name == "co-search" {
                     schedules_note = format!(
-                        "{} of its {tasks} tasks have a recorded schedule (in `schedules.jsonl`; `chanasc compile net.onnx --records schedules.jsonl` builds the same programs){}",
+                        "{} of its {tasks} tasks, {:.0} % of its floating-point operations, have a recorded schedule (in `schedules.jsonl`; `chanasc compile net.onnx --records schedules.jsonl` builds the same programs){}",
                         tasks - missing,
-                        if missing > 0 { format!("; {missing} keep the default schedule") } else { String::new() }
+                        share * 100.0,
+                        if missing > 0 {
+                            format!("; {missing} keep the default schedule (programs the compiler makes differently in a whole network than in a block between its stand-ins)")
+                        } else {
+                            String::new()
+                        }
                     );
                 }
                 nas::measure::compile_for_host_with(&graph, &d.dir.join("compiled"), &source)
@@ -408,11 +425,12 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
                 if d.tuned { HostModel::compile_with(&graph, options.seed, &source) } else { HostModel::compile(&graph, options.seed) }
                     .map_err(|e| e.to_string())?;
             eprintln!(
-                "compiled the {} network into {}/compiled ({} of {} programs with a tuned schedule)",
+                "compiled the {} network into {}/compiled ({} of {} programs with a tuned schedule{})",
                 d.name,
                 d.dir.display(),
                 d.tuned_programs,
-                d.programs
+                d.programs,
+                d.coverage.map_or(String::new(), |c| format!("; {:.0} % of its FLOPs", c.2 * 100.0))
             );
             models.push(model);
         }
@@ -538,16 +556,21 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
     ));
     if let Some((b, baseline_s)) = &baseline {
         md.push_str(&format!(
-            "\n## Against the schedule-blind baseline\n\nThe baseline: OFA's evolutionary search with the same oracle, budget, resolutions and settings on the default-schedule table ({baseline_s:.1} s), deployed with the default schedules.\n\n| network | arch | accuracy | predicted ms | measured ms |\n|---|---|---|---|---|\n"
+            "\n## Against the schedule-blind baseline\n\nThe baseline: OFA's evolutionary search with the same oracle, budget, resolutions and settings on the default-schedule table ({baseline_s:.1} s), deployed with the default schedules.\n\n| network | arch | accuracy | predicted ms | measured ms | recorded schedules |\n|---|---|---|---|---|---|\n"
         ));
         for d in &deploys {
             md.push_str(&format!(
-                "| {} | `{}` | {:.6} | {:.3} | {} |\n",
+                "| {} | `{}` | {:.6} | {:.3} | {} | {} |\n",
                 d.what,
                 d.arch.to_compact(),
                 acc_of(d.name),
                 d.predicted_ms,
-                if d.measured_ms.is_finite() { format!("{:.3}", d.measured_ms) } else { "-".into() }
+                if d.measured_ms.is_finite() { format!("{:.3}", d.measured_ms) } else { "-".into() },
+                match d.coverage {
+                    Some((with, all, share)) => format!("{with}/{all} tasks, {:.0} % of FLOPs", share * 100.0),
+                    None if d.tuned => "-".into(),
+                    None => "none (default schedules)".into(),
+                }
             ));
         }
         let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
