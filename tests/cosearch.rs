@@ -320,6 +320,8 @@ fn prescheduling_tunes_measures_and_its_records_compile_the_winner() {
         "3",
         "--partition-samples",
         "16",
+        "--resolutions",
+        "32",
         "--iso-steps",
         "2",
         "-o",
