@@ -593,19 +593,6 @@ pub fn preschedule(
 
     let (mut default_build, mut tuned_build) = (None, None);
     if phase.measures() {
-        let default_start = Instant::now();
-        on_event(Event::Phase(format!(
-            "measuring {} blocks with the default schedules into {}",
-            blocks.len(),
-            outputs.default_table.display()
-        )));
-        let built = build_table(&outputs.default_table, &blocks, backend.default_measurer(), &options.build, header, &mut |p| {
-            on_event(Event::Build("default", p))
-        })?;
-        run.default_measure_s = default_start.elapsed().as_secs_f64();
-        run.default_measured = built.measured;
-        default_build = Some(built);
-
         let mut paths = vec![outputs.records.clone()];
         paths.extend(more_records.iter().filter(|p| **p != outputs.records).cloned());
         let records = open_records(&paths)?;
@@ -633,25 +620,72 @@ pub fn preschedule(
                 }
             }
         }
-        let tuned_start = Instant::now();
-        on_event(Event::Phase(format!("measuring {} blocks with their tuned schedules into {}", blocks.len(), outputs.table.display())));
         let mut tuned_header = header.to_vec();
         tuned_header.push(format!(
             "tuned: each program with the best schedule recorded for its task (pre-scheduling, {} trials per task)",
             options.trials_per_task
         ));
-        let measurer = backend.tuned_measurer(&records)?;
-        let built =
-            build_table(&outputs.table, &blocks, measurer, &options.build, &tuned_header, &mut |p| on_event(Event::Build("tuned", p)))?;
-        run.tuned_measure_s = tuned_start.elapsed().as_secs_f64();
-        run.tuned_measured = built.measured;
-        tuned_build = Some(built);
+        on_event(Event::Phase(format!(
+            "measuring {} blocks with the default schedules into {} and with their tuned schedules into {}, {MEASURE_CHUNK} at a time",
+            blocks.len(),
+            outputs.default_table.display(),
+            outputs.table.display()
+        )));
+        // The two tables in turns of a few blocks, so that a slow spell of the machine falls
+        // on both alike.
+        let mut totals: [Option<BuildReport>; 2] = [None, None];
+        loop {
+            let mut progressed = false;
+            let mut done = true;
+            for (i, which) in ["default", "tuned"].into_iter().enumerate() {
+                let so_far = totals[i].as_ref().map_or(0, |t| t.measured);
+                if totals[i].as_ref().is_some_and(|t| t.missing == 0) || options.build.max_new.is_some_and(|m| so_far >= m) {
+                    continue;
+                }
+                let chunk = options.build.max_new.map_or(MEASURE_CHUNK, |m| MEASURE_CHUNK.min(m - so_far));
+                let opts = BuildOptions { max_new: Some(chunk), ..options.build.clone() };
+                let t0 = Instant::now();
+                let built = if i == 0 {
+                    build_table(&outputs.default_table, &blocks, backend.default_measurer(), &opts, header, &mut |p| {
+                        on_event(Event::Build(which, p))
+                    })?
+                } else {
+                    let measurer = backend.tuned_measurer(&records)?;
+                    build_table(&outputs.table, &blocks, measurer, &opts, &tuned_header, &mut |p| on_event(Event::Build(which, p)))?
+                };
+                let secs = t0.elapsed().as_secs_f64();
+                if i == 0 {
+                    run.default_measure_s += secs;
+                } else {
+                    run.tuned_measure_s += secs;
+                }
+                progressed |= built.measured > 0;
+                let total = totals[i].get_or_insert_with(|| BuildReport { reused: built.reused, ..Default::default() });
+                total.measured += built.measured;
+                total.replaced += built.replaced;
+                total.missing = built.missing;
+                total.entries = built.entries;
+                let capped = options.build.max_new.is_some_and(|m| total.measured >= m);
+                done &= total.missing == 0 || capped;
+            }
+            if done || !progressed {
+                break;
+            }
+        }
+        let [d, t] = totals;
+        run.default_measured = d.as_ref().map_or(0, |d| d.measured);
+        run.tuned_measured = t.as_ref().map_or(0, |t| t.measured);
+        default_build = d;
+        tuned_build = t;
     }
     run.wall_s = start.elapsed().as_secs_f64();
     report.runs.push(run.clone());
     report.save(&outputs.report)?;
     Ok(Summary { tune, recorded_before, default_build, tuned_build, run, report })
 }
+
+/// Blocks measured into one table before the other table's turn.
+const MEASURE_CHUNK: usize = 12;
 
 /// What [`merge_outputs`] did.
 #[derive(Debug, Clone, Default)]
