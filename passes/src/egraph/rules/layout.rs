@@ -22,31 +22,42 @@ pub fn rules() -> Vec<GRewrite> {
         //   blocks of output channels, = from_nchwc(conv_nchwc(to_nchwc(x), w, b)) for depthwise
         //   ones with whole blocks of channels; with a constant weight and more than one pixel
         //   (a 1x1 image is a matrix-vector product, in any layout)
-        custom("conv-to-nchwc", Custom { rewrite: |g, id| build(g, conv_to_nchwc(g, id)), applies: |g, id| conv_to_nchwc(g, id).is_some() }),
+        custom("conv-to-nchwc", Custom { rewrite: |g, id| build(g, id, conv_to_nchwc(g, id)), applies: |g, id| conv_to_nchwc(g, id).is_some() }),
         // conv_nchwc(x, w, b) = conv_nchwc(z, w, b)   when x = from_nchwc(z), z of any block
-        custom("conv-input-layout", Custom { rewrite: |g, id| build(g, conv_input_layout(g, id)), applies: |g, id| conv_input_layout(g, id).is_some() }),
+        custom("conv-input-layout", Custom { rewrite: |g, id| build(g, id, conv_input_layout(g, id)), applies: |g, id| conv_input_layout(g, id).is_some() }),
         // to_nchwc(from_nchwc(y)) = y
         custom("to-from-nchwc", Custom { rewrite: |g, id| to_from(g, id), applies: |g, id| to_from(g, id).is_some() }),
         // from_nchwc(to_nchwc(x)) = x
         custom("from-to-nchwc", Custom { rewrite: |g, id| from_to(g, id), applies: |g, id| from_to(g, id).is_some() }),
         // f(from_nchwc(y)) = from_nchwc(f(y))   for f unary or clip
-        custom("unary-through-nchwc", Custom { rewrite: |g, id| build(g, unary_through(g, id)), applies: |g, id| unary_through(g, id).is_some() }),
+        custom("unary-through-nchwc", Custom { rewrite: |g, id| build(g, id, unary_through(g, id)), applies: |g, id| unary_through(g, id).is_some() }),
         // from_nchwc(a) op from_nchwc(b) = from_nchwc(a op b), and with a scalar or a per-channel
         //   operand (a constant, blocked at compile time; or an [N,C,1,1] value, whose blocked
         //   form is the same memory), or an NCHW operand b as to_nchwc(b)
-        custom("binary-through-nchwc", Custom { rewrite: |g, id| build(g, binary_through(g, id)), applies: |g, id| binary_through(g, id).is_some() }),
+        custom("binary-through-nchwc", Custom { rewrite: |g, id| build(g, id, binary_through(g, id)), applies: |g, id| binary_through(g, id).is_some() }),
         // reduce(from_nchwc(y), axes [2,3], keep) = from_nchwc(reduce(y, axes [2,3], keep))
-        custom("pool-through-nchwc", Custom { rewrite: |g, id| build(g, pool_through(g, id)), applies: |g, id| pool_through(g, id).is_some() }),
+        custom("pool-through-nchwc", Custom { rewrite: |g, id| build(g, id, pool_through(g, id)), applies: |g, id| pool_through(g, id).is_some() }),
         // from_nchwc(z) = reshape(z, [N,C,1,1])   when z is one pixel: the same memory
-        custom("one-pixel-from-nchwc", Custom { rewrite: |g, id| build(g, one_pixel(g, id)), applies: |g, id| one_pixel(g, id).is_some() }),
+        custom("one-pixel-from-nchwc", Custom { rewrite: |g, id| build(g, id, one_pixel(g, id)), applies: |g, id| one_pixel(g, id).is_some() }),
     ]
 }
 
 /// An equivalent form to build: a closure over the e-graph that adds it and returns its class.
 type Plan = Box<dyn FnOnce(&mut GEGraph) -> Option<Id>>;
 
-fn build(g: &mut GEGraph, plan: Option<Plan>) -> Option<Id> {
-    plan?(g)
+/// Builds a plan's form of class `id`. The blocked value inside a layout change is the same
+/// value, so it takes the class's name (programs and errors are named after source nodes).
+fn build(g: &mut GEGraph, id: Id, plan: Option<Plan>) -> Option<Id> {
+    let new = plan?(g)?;
+    if let Some(name) = g[id].data.name.clone() {
+        for (op, ch) in ops_in(g, new) {
+            let z = g.find(ch[0]);
+            if matches!(op, Op::FromNchwc { .. }) && g[z].data.name.is_none() {
+                g[z].data.name = Some(name.clone());
+            }
+        }
+    }
+    Some(new)
 }
 
 /// Every blocked value `z`, with its block, such that class `id` holds `from_nchwc(z)`.
