@@ -409,7 +409,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
                         tasks - missing,
                         share * 100.0,
                         if missing > 0 {
-                            format!("; {missing} keep the default schedule (programs the compiler makes differently in a whole network than in a block between its stand-ins)")
+                            format!("; {missing} keep the default schedule (programs of this network that no covering network of the pre-scheduled space has)")
                         } else {
                             String::new()
                         }

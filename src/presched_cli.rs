@@ -51,32 +51,28 @@ impl PreschedArgs {
     }
 }
 
-/// The blocks' tasks, and one line per resolution of the counts.
+/// The covering networks' tasks, and the counts of each resolution.
 fn plan_space(width: f64, resolutions: &[u32]) -> CliResult<(SpacePlan, Vec<[usize; 4]>, f64)> {
-    let mut blocks = Vec::new();
-    let mut per_r = Vec::new();
     for &r in resolutions {
-        let b = nas::blocks::space_blocks(width, r).map_err(|e| format!("--resolutions {r}: {e}"))?;
-        per_r.push((r, b.iter().map(nas::Block::key).collect::<std::collections::BTreeSet<_>>()));
-        blocks.extend(b);
+        nas::blocks::space_blocks(width, r).map_err(|e| format!("--resolutions {r}: {e}"))?;
     }
     let start = Instant::now();
     let mut progress: Option<Progress> = None;
-    let plan = SpacePlan::extract(&blocks, &llvm_backend::Target::host(), &mut |done, total| {
-        let bar = progress.get_or_insert_with(|| Progress::new(total as u64, "tasks of the blocks"));
+    let plan = SpacePlan::extract(width, resolutions, &llvm_backend::Target::host(), &mut |done, total| {
+        let bar = progress.get_or_insert_with(|| Progress::new(total as u64, "tasks of the covering networks"));
         bar.update(done as u64, done as u64, "");
     })
     .map_err(|e| e.to_string())?;
     if let Some(p) = &progress {
         p.finish();
     }
-    let counts = per_r
+    let counts = resolutions
         .iter()
-        .map(|(r, keys)| {
-            let (b, t, p) = plan.count_of(keys);
-            [*r as usize, b, t, p]
+        .map(|&r| {
+            let (b, t, p) = plan.count_of(r).map_err(|e| e.to_string())?;
+            Ok([r as usize, b, t, p])
         })
-        .collect();
+        .collect::<CliResult<Vec<_>>>()?;
     Ok((plan, counts, start.elapsed().as_secs_f64()))
 }
 
@@ -114,12 +110,16 @@ pub fn lut_build_tuned(
             "--remeasure is for default-schedule tables; a pre-scheduled build measures its tuned table anew whenever it tunes".into()
         );
     }
+    if build.max_new == Some(0) {
+        return Err("--max-blocks 0: nothing to measure".into());
+    }
     let options = timing.options(seed)?;
     let target = llvm_backend::Target::host();
     let (plan, per_r, extract_s) = plan_space(width, resolutions)?;
     println!(
-        "space ofa-mbv3 w{width:?}, resolutions {resolutions:?}: {} distinct blocks, {} distinct tasks of {} tensor programs (found in {extract_s:.1} s)",
+        "space ofa-mbv3 w{width:?}, resolutions {resolutions:?}: {} distinct blocks in {} covering networks, {} distinct tasks of {} tensor programs (found in {extract_s:.1} s)",
         plan.blocks.len(),
+        plan.networks.len(),
         plan.tasks.len(),
         plan.programs()
     );
@@ -127,7 +127,7 @@ pub fn lut_build_tuned(
         println!("  r={r}: {b} blocks, {t} distinct tasks of {p} programs");
     }
     if let Some(s) = shard {
-        println!("shard {s}: tunes {} tasks, measures {} blocks", plan.task_shard(s).len(), plan.block_shard(s).len());
+        println!("shard {s}: tunes {} tasks, measures {} networks", plan.task_shard(s).len(), plan.network_shard(s).len());
     }
     if a.dry_run {
         return Ok(());
@@ -148,6 +148,7 @@ pub fn lut_build_tuned(
         width,
         resolutions: resolutions.to_vec(),
         target: tune::task::target_id(&target),
+        space_networks: plan.networks.len(),
         space_blocks: plan.blocks.len(),
         space_tasks: plan.tasks.len(),
         space_programs: plan.programs(),
@@ -163,17 +164,14 @@ pub fn lut_build_tuned(
         batch: a.tune_batch.max(1),
         epsilon: a.tune_epsilon.clamp(0.0, 1.0),
         progress: Box::new(tune::progress::Bar::stderr()),
-        default: nas::HostMeasurer::new(options.clone(), timing.retries),
-        tuned: nas::HostMeasurer::new(options, timing.retries),
+        default: nas::measure::HostNetworkMeasurer::new(options.clone(), timing.retries),
+        tuned: nas::measure::HostNetworkMeasurer::new(options, timing.retries),
     };
-    // Blocks between stand-ins for their neighbours, so that their programs (and tasks) are
-    // a network's: see nas::build::build_block_in_context.
-    backend.default.in_context = true;
-    backend.tuned.in_context = true;
     let opts = preschedule::Options {
         trials_per_task: tune_trials,
         time_budget: a.time_budget.map(Duration::from_secs_f64),
-        build: build.clone(),
+        save_every: build.save_every.max(1),
+        max_networks: build.max_new,
         vector_width: target.vector_width(),
     };
     let mut bar: Option<(&'static str, Progress)> = None;
@@ -190,7 +188,7 @@ pub fn lut_build_tuned(
                     if let Some((_, b)) = bar.take() {
                         b.finish();
                     }
-                    bar = Some((which, Progress::new(p.total as u64, &format!("{which} table"))));
+                    bar = Some((which, Progress::new(p.total as u64, &format!("{which} table (networks)"))));
                 }
                 if let Some((_, b)) = bar.as_mut() {
                     b.update(p.done as u64, p.measured as u64, p.current.unwrap_or("done"));
@@ -228,9 +226,10 @@ pub fn lut_build_tuned(
     ] {
         if let Some(b) = b {
             println!(
-                "{name}: {}: {} entries ({} measured now, {} already there{}) in {secs:.1} s",
+                "{name}: {}: {} entries from {} covering networks ({} measured now, {} already there{}) in {secs:.1} s",
                 path.display(),
                 b.entries,
+                b.measured + b.reused,
                 b.measured,
                 b.reused,
                 if b.missing > 0 { format!(", {} still to measure: run again", b.missing) } else { String::new() }

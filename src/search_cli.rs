@@ -71,10 +71,11 @@ pub enum LutCommand {
         resolutions: Vec<u32>,
         #[command(flatten)]
         timing: TimingArgs,
-        /// Pre-scheduling: tune every distinct task of the blocks with this many trials per
-        /// task on average (shared records and cost model), then measure every block with the
-        /// default schedules (TABLE.default.yaml) and with its tuned schedules (TABLE.yaml).
-        /// 0: the default-schedule table only.
+        /// Pre-scheduling: tune every distinct task of the space's covering networks with this
+        /// many trials per task on average (shared records and cost model), then measure the
+        /// networks, each block's latency inside them, with the default schedules
+        /// (TABLE.default.yaml) and with the tuned schedules (TABLE.yaml). 0: the
+        /// default-schedule table of blocks alone.
         #[arg(long, default_value_t = 0)]
         tune_trials: usize,
         #[command(flatten)]
@@ -82,7 +83,8 @@ pub enum LutCommand {
         /// Save the table after this many newly measured blocks.
         #[arg(long, default_value_t = 4)]
         save_every: usize,
-        /// Measure at most this many blocks, then stop (run again to go on).
+        /// Measure at most this many blocks (pre-scheduling: covering networks per table),
+        /// then stop (run again to go on).
         #[arg(long)]
         max_blocks: Option<usize>,
         /// Measure the blocks already in the table again and keep, for each, the faster

@@ -148,89 +148,6 @@ pub fn build_block(block: &Block, weights: &mut dyn WeightSource) -> Result<Vec<
     Ok(net.b.to_bytes())
 }
 
-/// The prefix of the names of the nodes (and parameters) [`build_block_in_context`] puts
-/// around a block.
-pub const CONTEXT_PREFIX: &str = "context.";
-
-/// Which of the per-run tensor programs of a block built in context (named `function
-/// [node]`, in run order) are its stand-in neighbours': the first (the previous layer's
-/// convolution; the stem has none) and the last (the next layer; the classifier has none),
-/// with the layout change before the graph's output when the next layer writes a blocked
-/// layout. Fused programs mostly have no node name, so the run order tells them apart: the
-/// compiler runs programs in the graph's order, and no block op fuses into a neighbour's
-/// (elementwise ops fuse into their producer's epilogue).
-pub fn context_programs(block: &Block, names: &[&str]) -> Vec<bool> {
-    let mut context = vec![false; names.len()];
-    if names.is_empty() {
-        return context;
-    }
-    if !matches!(block, Block::Stem { .. }) {
-        context[0] = true;
-    }
-    if !matches!(block, Block::Logits { .. }) {
-        let last = names.len() - 1;
-        context[last] = true;
-        if last > 0 && names[last].starts_with("from_nchwc") {
-            context[last - 1] = true;
-        }
-    }
-    context
-}
-
-/// A block between stand-ins for its neighbours in a network, so that the compiler makes
-/// the block's own tensor programs as it does inside a network: the block reads its input
-/// in the layout a previous layer writes (a 1x1 convolution before it, in place of the
-/// previous block's projection) and writes its output for a next layer (a 1x1 convolution
-/// after it, as the next block's expansion or the final expand reads it; after the stem, a
-/// 3x3 depthwise convolution and a shortcut as the first block's; after the final expand,
-/// the global pool; after the pool, a 1x1 convolution). Alone, a block reads and writes plain NCHW
-/// tensors and its first and last programs differ from a network's (another layout, no
-/// padding for the next layer), and so do their tasks and times. The neighbours' nodes are
-/// named with [`CONTEXT_PREFIX`]; measuring counts the block's programs only
-/// ([`context_programs`]).
-pub fn build_block_in_context(block: &Block, weights: &mut dyn WeightSource) -> Result<Vec<u8>> {
-    let mut net = Net {
-        b: OnnxBuilder::new("ofa_mbv3_block_in_context", OPSET),
-        w: weights,
-    };
-    let (cin, cout) = (block.input_shape()[1] as u32, block.output_shape()[1] as u32);
-    let prev = format!("{CONTEXT_PREFIX}prev");
-    let next = format!("{CONTEXT_PREFIX}next");
-    net.b.input("input", &block.input_shape());
-    let x = match block {
-        Block::Stem { .. } => "input".to_string(),
-        _ => {
-            net.conv(&format!("{prev}.conv"), "input", cin, cin, 1, 1, 1, false, false)?;
-            format!("{prev}.conv.out")
-        }
-    };
-    let y = "block.out";
-    net.block(block, &param_prefix(block, 0), &x, y)?;
-    match block {
-        Block::Stem { .. } => {
-            // The first block reads the stem's output twice: padded by its depthwise
-            // convolution and as it is by its shortcut.
-            net.conv(&format!("{next}.conv"), y, cout, cout, 3, 1, cout, false, true)?;
-            let out = format!("{next}.shortcut.out");
-            net.b.node("Add", &format!("{next}.shortcut"), &[&format!("{next}.conv.out"), y], &[&out], vec![]);
-            net.b.output(&out, &block.output_shape());
-        }
-        Block::FinalExpand { .. } => {
-            let out = format!("{next}.pool.out");
-            net.b.node("GlobalAveragePool", &format!("{next}.pool"), &[y], &[&out], vec![]);
-            net.b.output(&out, &[1, cout as usize, 1, 1]);
-        }
-        Block::Logits { .. } => {
-            net.b.output(y, &block.output_shape());
-        }
-        _ => {
-            net.conv(&format!("{next}.conv"), y, cout, cout, 1, 1, 1, false, true)?;
-            net.b.output(&format!("{next}.conv.out"), &block.output_shape());
-        }
-    }
-    Ok(net.b.to_bytes())
-}
-
 /// The name prefix of a block's parameters in OFA's state dict.
 fn param_prefix(block: &Block, mb_index: usize) -> String {
     match block {
@@ -679,39 +596,6 @@ mod tests {
             assert_eq!(g.ty(g.inputs[0]).shape, b.input_shape().to_vec(), "{b}");
             assert_eq!(g.ty(g.outputs[0]).shape, b.output_shape(), "{b}");
             assert_eq!(g.macs(), b.macs(), "{b}");
-        }
-    }
-
-    /// Every block builds between its stand-in neighbours, and the programs counted as the
-    /// block's ([`context_programs`]) hold its multiply-accumulates and not the neighbours'.
-    #[test]
-    fn every_block_builds_in_context_and_its_programs_are_told_apart() {
-        let mut w = RandomWeights::new(0);
-        let target = llvm_backend::Target::host();
-        for b in crate::blocks::space_blocks(1.2, 48).unwrap() {
-            let g = frontend::import_model(&build_block_in_context(&b, &mut w).unwrap()).unwrap();
-            let lowered = runtime::lower_and_schedule(&g, &target, "m", true).unwrap();
-            let per_run: Vec<&runtime::CompiledProgram> = lowered.programs.iter().filter(|p| !p.once).collect();
-            let names: Vec<&str> = per_run.iter().map(|p| p.name.as_str()).collect();
-            let context = context_programs(&b, &names);
-            let own: u64 = per_run.iter().zip(&context).filter(|(_, c)| !**c).map(|(p, _)| p.flops).sum();
-            let theirs: u64 = per_run.iter().zip(&context).filter(|(_, c)| **c).map(|(p, _)| p.flops).sum();
-            assert!(own >= 2 * b.macs(), "{b}: {own} flops counted, {} MACs: {names:?}", b.macs());
-            let (cin, size) = (b.input_shape()[1] as u64, b.input_shape()[2] as u64);
-            if !matches!(b, Block::Stem { .. }) {
-                // The previous layer's 1x1 convolution is the first program.
-                assert_eq!(per_run[0].flops, 2 * cin * cin * size * size, "{b}: {names:?}");
-            }
-            // The neighbours are small against the block, or at least not counted in it.
-            let elements = |s: &[usize]| s.iter().product::<usize>() as u64;
-            let out = b.output_shape();
-            let suffix_bound = match b {
-                Block::Logits { .. } => 0,
-                Block::Stem { .. } => 21 * elements(&out),
-                _ => 2 * (out[1] as u64) * elements(&out) + elements(&out),
-            };
-            let prefix = if matches!(b, Block::Stem { .. }) { 0 } else { 2 * cin * cin * size * size };
-            assert!(theirs <= prefix + suffix_bound, "{b}: {theirs} flops in the neighbours: {names:?}");
         }
     }
 

@@ -14,7 +14,7 @@ use std::time::Instant;
 use ir::{Graph, Tensor, TensorData};
 
 use crate::blocks::Block;
-use crate::build::{build_block, build_block_in_context, build_graph, context_programs, RandomWeights};
+use crate::build::{build_block, build_graph, RandomWeights};
 use crate::error::{NasError, Result};
 use crate::lut::LatencyEntry;
 use crate::rng::SplitMix64;
@@ -181,6 +181,8 @@ pub struct Timing {
     pub kernels: Stats,
     /// Each per-run tensor program's name and median time (ms).
     pub program_ms: Vec<(String, f64)>,
+    /// Each per-run tensor program's name and time in every run (ms), in run order.
+    pub program_runs: Vec<(String, Vec<f64>)>,
     /// Wall time less the tensor programs' time, run by run: the copies of the inputs and
     /// outputs and the call.
     pub overhead: Stats,
@@ -265,9 +267,6 @@ pub struct HostModel {
     model: runtime::LoadedModel,
     _dir: TempDir,
     per_run: Vec<bool>,
-    /// The programs whose time counts in [`Timing::kernels`] (all, unless
-    /// [`count_only`](Self::count_only) said otherwise).
-    counted: Vec<bool>,
     inputs: Vec<Tensor>,
     /// Each tensor program's name and schedule trace: `[{"name": .., "schedule": ..}, ..]`.
     pub programs: serde_json::Value,
@@ -305,30 +304,16 @@ impl HostModel {
                 .map_err(|e| measure_err("loading", e))?;
         // Programs that run once, at creation, have their time recorded before any run; the
         // others are still at zero. Only the per-run programs count in a run's kernel time.
-        let per_run: Vec<bool> = model.profile().iter().map(|p| p.1 == 0.0).collect();
+        let per_run = model.profile().iter().map(|p| p.1 == 0.0).collect();
         Ok(HostModel {
             model,
             _dir: dir,
-            counted: vec![true; per_run.len()],
             per_run,
             inputs: random_inputs(graph, seed)?,
             programs: serde_json::Value::Array(programs),
             compile_seconds,
             tuned_programs: report.tuned_programs,
         })
-    }
-
-    /// The names of the programs that run in every run, in run order.
-    pub fn per_run_names(&self) -> Vec<String> {
-        self.model.profile().into_iter().zip(&self.per_run).filter(|(_, r)| **r).map(|(p, _)| p.0).collect()
-    }
-
-    /// Counts in the kernel time of a run only the per-run programs `keep` marks (one flag
-    /// each, in the order of [`per_run_names`](Self::per_run_names)); the wall time is still
-    /// the whole run's.
-    pub fn count_only(&mut self, keep: &[bool]) {
-        let mut flags = keep.iter();
-        self.counted = self.per_run.iter().map(|&r| if r { flags.next().copied().unwrap_or(true) } else { true }).collect();
     }
 
     /// `runs` timed runs (at least one) after `warmup` untimed ones, `flush` read before
@@ -352,9 +337,7 @@ impl HostModel {
             let mut k = 0.0;
             for (i, p) in self.model.profile().iter().enumerate() {
                 if self.per_run.get(i) == Some(&true) {
-                    if self.counted.get(i) != Some(&false) {
-                        k += p.1;
-                    }
+                    k += p.1;
                     per_program[i].push(p.1 * 1e3);
                 }
             }
@@ -369,15 +352,17 @@ impl HostModel {
             }
             _ => None,
         };
-        let program_ms = self
-            .model
-            .profile()
-            .into_iter()
-            .zip(per_program)
-            .filter(|(_, t)| !t.is_empty())
-            .map(|(p, t)| (p.0, Stats::of(&t).median))
-            .collect();
-        Ok(Timing { wall: Stats::of(&wall), kernels: Stats::of(&kernels), program_ms, overhead: Stats::of(&overhead), other_load })
+        let program_runs: Vec<(String, Vec<f64>)> =
+            self.model.profile().into_iter().zip(per_program).filter(|(_, t)| !t.is_empty()).map(|(p, t)| (p.0, t)).collect();
+        let program_ms = program_runs.iter().map(|(n, t)| (n.clone(), Stats::of(t).median)).collect();
+        Ok(Timing {
+            wall: Stats::of(&wall),
+            kernels: Stats::of(&kernels),
+            program_ms,
+            program_runs,
+            overhead: Stats::of(&overhead),
+            other_load,
+        })
     }
 
     /// [`time`](Self::time), repeated up to `retries` times while the timing looks
@@ -454,15 +439,12 @@ pub struct HostMeasurer {
     flush: CacheFlush,
     /// Where the programs' schedules come from (None: the default schedules).
     schedules: Option<Box<dyn runtime::ScheduleSource>>,
-    /// Measure each block between stand-ins for its neighbours
-    /// ([`crate::build::build_block_in_context`]), counting the block's own programs only.
-    pub in_context: bool,
 }
 
 impl HostMeasurer {
     pub fn new(options: MeasureOptions, retries: usize) -> HostMeasurer {
         let flush = CacheFlush::new(options.flush_bytes);
-        HostMeasurer { options, retries, flush, schedules: None, in_context: false }
+        HostMeasurer { options, retries, flush, schedules: None }
     }
 
     /// Compile every block with the schedules `schedules` gives (tuning records), falling
@@ -481,23 +463,9 @@ impl HostMeasurer {
 
 impl BlockMeasurer for HostMeasurer {
     fn measure(&mut self, block: &Block) -> Result<BlockMeasurement> {
-        let weights = &mut RandomWeights::new(self.options.seed);
-        let bytes = if self.in_context { build_block_in_context(block, weights)? } else { build_block(block, weights)? };
+        let bytes = build_block(block, &mut RandomWeights::new(self.options.seed))?;
         let graph = frontend::import_model(&bytes).map_err(|e| NasError::Build(format!("importing block {}: {e}", block.key())))?;
-        let mut model = self.compile(&graph)?;
-        if self.in_context {
-            let names = model.per_run_names();
-            let context = context_programs(block, &names.iter().map(String::as_str).collect::<Vec<_>>());
-            if context.iter().all(|&c| c) {
-                return Err(NasError::Measure(format!("block {}: no program of its own among {names:?}", block.key())));
-            }
-            model.count_only(&context.iter().map(|c| !c).collect::<Vec<_>>());
-            // The side file keeps the block's own programs.
-            let theirs: std::collections::HashSet<&str> = names.iter().zip(&context).filter(|(_, c)| **c).map(|(n, _)| n.as_str()).collect();
-            if let serde_json::Value::Array(ps) = &mut model.programs {
-                ps.retain(|p| !p["name"].as_str().is_some_and(|n| theirs.contains(n)));
-            }
-        }
+        let model = self.compile(&graph)?;
         let o = &self.options;
         let (t, attempts) = model.time_quietly(o.runs, o.warmup, &self.flush, self.retries)?;
         let round = |x: f64| (x * 1e3).round() / 1e3;
@@ -539,9 +507,182 @@ impl BlockMeasurer for HostMeasurer {
     }
 }
 
+/// The block of a network (an index into its [`crate::decompose`] list) a compiled program
+/// computes, from the source node its name carries (`function node`): `first_conv.*` the stem,
+/// `blocks.N.*` MBConv block N (the fixed first block is 0), `final_expand_layer.*`,
+/// `global_avg_pool*`, `feature_mix_layer.*`, `classifier.*` the head. None for a program
+/// without a node name.
+pub fn block_of_program(name: &str, blocks: &[Block]) -> Option<usize> {
+    let node = name.split_whitespace().nth(1)?;
+    let n = blocks.len();
+    let head = |kind: fn(&Block) -> bool| blocks.iter().position(kind);
+    if node.starts_with("first_conv") {
+        return Some(0);
+    }
+    if let Some(rest) = node.strip_prefix("blocks.") {
+        let i: usize = rest.split('.').next()?.parse().ok()?;
+        return (i + 1 < n).then_some(i + 1);
+    }
+    if node.starts_with("final_expand_layer") {
+        return head(|b| matches!(b, Block::FinalExpand { .. }));
+    }
+    if node.starts_with("global_avg_pool") {
+        return head(|b| matches!(b, Block::AvgPool { .. }));
+    }
+    if node.starts_with("feature_mix_layer") {
+        return head(|b| matches!(b, Block::FeatureMix { .. }));
+    }
+    if node.starts_with("classifier") {
+        return head(|b| matches!(b, Block::Logits { .. }));
+    }
+    None
+}
+
+/// What measuring one network gives a latency table: each of its blocks' latency inside it,
+/// and its run overhead.
+#[derive(Debug, Clone)]
+pub struct NetworkMeasurement {
+    /// Per block key: the block's time in each run (the sum of its programs'), over every
+    /// occurrence of the key in the network.
+    pub entries: std::collections::BTreeMap<String, LatencyEntry>,
+    /// Wall time less the programs' time, run by run.
+    pub overhead: LatencyEntry,
+    /// Each tensor program's name, block key and schedule trace.
+    pub programs: serde_json::Value,
+    pub extra: serde_json::Value,
+}
+
+/// What measures networks for a latency table.
+pub trait NetworkMeasurer {
+    fn measure_network(&mut self, arch: &ArchConfig, width: f64) -> Result<NetworkMeasurement>;
+}
+
+/// Splits a timed network's programs among its blocks: each program goes to the block its
+/// name names ([`block_of_program`]), a program without one to the block of the program
+/// before it. Returns, per block (in `blocks` order), its time in each run (ms).
+pub fn block_times(blocks: &[Block], program_runs: &[(String, Vec<f64>)], runs: usize) -> Vec<Vec<f64>> {
+    let mut times = vec![vec![0.0; runs]; blocks.len()];
+    let mut current = 0;
+    for (name, t) in program_runs {
+        if let Some(b) = block_of_program(name, blocks) {
+            current = b;
+        }
+        for (acc, x) in times[current].iter_mut().zip(t) {
+            *acc += x;
+        }
+    }
+    times
+}
+
+/// Measures networks on this machine as whole networks are timed (cold caches, one thread),
+/// compiled with the default schedules or with those of a schedule source (tuning records);
+/// a block's latency is the time of its programs inside the network ([`block_times`]), so it
+/// is the latency a network of the space sees: the compiler's programs for a block depend on
+/// its neighbours (their layouts, the padding the next layer reads).
+pub struct HostNetworkMeasurer {
+    pub options: MeasureOptions,
+    pub retries: usize,
+    flush: CacheFlush,
+    schedules: Option<Box<dyn runtime::ScheduleSource>>,
+}
+
+impl HostNetworkMeasurer {
+    pub fn new(options: MeasureOptions, retries: usize) -> HostNetworkMeasurer {
+        let flush = CacheFlush::new(options.flush_bytes);
+        HostNetworkMeasurer { options, retries, flush, schedules: None }
+    }
+
+    /// Compile every network with the schedules `schedules` gives, the default schedule of
+    /// a program it has none for.
+    pub fn set_schedules(&mut self, schedules: Box<dyn runtime::ScheduleSource>) {
+        self.schedules = Some(schedules);
+    }
+}
+
+impl NetworkMeasurer for HostNetworkMeasurer {
+    fn measure_network(&mut self, arch: &ArchConfig, width: f64) -> Result<NetworkMeasurement> {
+        let graph = build_graph(arch, width, &mut RandomWeights::new(self.options.seed))?;
+        let model = match &self.schedules {
+            Some(s) => HostModel::compile_with(&graph, self.options.seed, s.as_ref())?,
+            None => HostModel::compile(&graph, self.options.seed)?,
+        };
+        let o = &self.options;
+        let (t, attempts) = model.time_quietly(o.runs, o.warmup, &self.flush, self.retries)?;
+        let blocks = crate::blocks::decompose(arch, width)?;
+        let runs = t.wall.count as usize;
+        let times = block_times(&blocks, &t.program_runs, runs);
+        let mut samples: std::collections::BTreeMap<String, Vec<f64>> = std::collections::BTreeMap::new();
+        for (b, ts) in blocks.iter().zip(times) {
+            samples.entry(b.key()).or_default().extend(ts);
+        }
+        let entries = samples.into_iter().map(|(k, v)| (k, Stats::of(&v).entry())).collect();
+        // The programs with the block each went to.
+        let mut current = 0;
+        let programs = match &model.programs {
+            serde_json::Value::Array(ps) => serde_json::Value::Array(
+                ps.iter()
+                    .map(|p| {
+                        let name = p["name"].as_str().unwrap_or_default();
+                        if let Some(b) = block_of_program(name, &blocks) {
+                            current = b;
+                        }
+                        serde_json::json!({"name": name, "block": blocks[current].key(), "schedule": p["schedule"]})
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        };
+        let round = |x: f64| (x * 1e3).round() / 1e3;
+        Ok(NetworkMeasurement {
+            entries,
+            overhead: t.overhead.entry(),
+            programs,
+            extra: serde_json::json!({
+                "wall_median_ms": t.wall.median,
+                "kernels_median_ms": t.kernels.median,
+                "attempts": attempts,
+                "other_load": t.other_load.map(round),
+                "compile_s": round(model.compile_seconds),
+                "tuned_programs": model.tuned_programs,
+            }),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_go_to_the_blocks_their_names_name() {
+        let arch = ArchConfig::min(160);
+        let blocks = crate::blocks::decompose(&arch, 1.2).unwrap();
+        let n = blocks.len();
+        let at = |name: &str| block_of_program(name, &blocks);
+        assert_eq!(at("conv2d_6 first_conv.act"), Some(0));
+        assert_eq!(at("conv2d_relu_10 blocks.0.conv.depth_conv.act"), Some(1));
+        assert_eq!(at("mul_conv2d_nchwc_add_77 blocks.4.shortcut"), Some(5));
+        assert_eq!(at("conv_1 final_expand_layer.act"), Some(n - 4));
+        assert_eq!(at("reduce_mean_3 global_avg_pool"), Some(n - 3));
+        assert_eq!(at("matmul_7 feature_mix_layer.conv"), Some(n - 2));
+        assert_eq!(at("matmul_add_6 classifier.linear"), Some(n - 1));
+        assert_eq!(at("from_nchwc_12"), None);
+        assert_eq!(at("x blocks.99.conv"), None);
+        // Unnamed programs go with the one before; the times add up per run.
+        let runs = vec![
+            ("a_1 first_conv.act".to_string(), vec![1.0, 2.0]),
+            ("b_2".to_string(), vec![0.5, 0.5]),
+            ("c_3 blocks.1.conv.inverted_bottleneck.act".to_string(), vec![3.0, 3.0]),
+            ("d_4 classifier.linear".to_string(), vec![0.25, 0.75]),
+        ];
+        let t = block_times(&blocks, &runs, 2);
+        assert_eq!(t[0], vec![1.5, 2.5]);
+        assert_eq!(t[2], vec![3.0, 3.0]);
+        assert_eq!(t[1], vec![0.0, 0.0]);
+        assert_eq!(t[n - 1], vec![0.25, 0.75]);
+        let total: f64 = t.iter().flatten().sum();
+        assert_eq!(total, runs.iter().flat_map(|r| r.1.iter()).sum::<f64>());
+    }
 
     #[test]
     fn stats_match_numpy() {

@@ -3,41 +3,49 @@
 //! network's latency under tuned schedules is the sum over its blocks, as it is for default
 //! schedules.
 //!
-//! 1. **Tasks.** Each block is built between stand-ins for its neighbours in a network
-//!    ([`build_block_in_context`]: the compiler then makes the block's programs as a network
-//!    has them, reading a blocked layout and writing for the next layer) and lowered; its own
-//!    tensor programs are tasks of the tuner. Tasks are deduplicated across blocks by their
-//!    key (the structural hash of the program and the target): a block's projection does not
-//!    depend on its kernel size, a squeeze-excite's 1x1 convolutions not on the resolution,
-//!    the head's feature mix and classifier on nothing, and so on (the expansion does depend
-//!    on the kernel: it writes its output padded for the depthwise convolution). A
-//!    [`SpacePlan`] holds the distinct blocks, the distinct tasks (weight: the programs over
-//!    all blocks that are the task) and which tasks each block runs.
+//! The compiler's programs for a block depend on its neighbours: the layout its input comes
+//! in, the padding the next layer reads, what the graph optimizer fuses and chooses across
+//! the block's boundaries. A block compiled alone reads and writes plain NCHW tensors, and a
+//! whole network's programs then find a tuned schedule for only about a fifth of their
+//! floating-point operations. So blocks are tuned and measured inside networks: the
+//! **covering networks** of the space ([`covering_networks`]), for each resolution one
+//! network per kernel size, expand ratio and depth (2 or 4) with every block alike, hold
+//! every block of the space in the positions it can take, and their tasks cover 96-100 % of
+//! the operations of random networks of the space.
+//!
+//! 1. **Tasks.** The covering networks are lowered; their tensor programs are the tuner's
+//!    tasks, deduplicated by task key (the structural hash of the program and the target): a
+//!    block's projection does not depend on its kernel size, a squeeze-excite's 1x1
+//!    convolutions not on the resolution, the head on the blocks, and so on. A [`SpacePlan`]
+//!    holds the networks, the distinct blocks, the distinct tasks (weight: the programs over
+//!    all networks that are the task) and each network's tasks.
 //! 2. **Tuning.** All the distinct tasks are tuned in one run of the tuner
 //!    ([`tune::tune`]): one records file, so one cost model trained on every measurement of
-//!    every task (what it learns on one block's programs ranks the candidates of the others),
-//!    and the tuner's task scheduler spends the trials where they gain most. The budget is
-//!    `trials_per_task` times the number of tasks (less the trials already recorded, so a
-//!    killed run resumes where it stopped), or a time budget.
-//! 3. **Measurement.** Every block is measured as the default-schedule table measures it
-//!    ([`crate::measure::HostMeasurer`], in context: the block compiled between its
-//!    stand-ins, its own tensor programs' time with cold caches), once with the default schedules (`TABLE.default.yaml`) and once with
-//!    the best recorded schedule of each of its tasks (`TABLE.yaml`, the tuned table), so the
-//!    two tables compare like for like. Each table's side file keeps the schedule traces the
-//!    block was measured with; the records file keeps every measurement of the tuner.
+//!    every task (what it learns on one block's programs ranks the candidates of the
+//!    others), and the tuner's task scheduler spends the trials where they gain most. The
+//!    budget is `trials_per_task` times the number of tasks (less the trials already
+//!    recorded, so a killed run resumes where it stopped), or a time budget.
+//! 3. **Measurement.** Every covering network is compiled and timed as whole networks are
+//!    (cold caches, one thread), once with the default schedules (`TABLE.default.yaml`) and
+//!    once with the best recorded schedule of each of its tasks (`TABLE.yaml`, the tuned
+//!    table); each program's time goes to the block its source node belongs to
+//!    ([`crate::measure::block_times`]), and a block's entry pools its time in every
+//!    covering network and position it takes; a resolution's run overhead pools the networks'
+//!    too. The side file `TABLE.yaml.schedules.jsonl` keeps each network's entries and its
+//!    programs' schedules, and the table is computed from it in a fixed order, so that
+//!    however the networks were measured (resumed, sharded) the same measurements give the
+//!    same table.
 //!
 //! **Shards.** A build splits into `N` shards in two phases, each a job array on a cluster
-//! scheduler (one element per node or device). The tasks are shared between blocks so
-//! widely (a block's output layout change with every block of the same output shape, a
-//! squeeze-excite's 1x1 convolutions across resolutions) that the blocks do not fall into
-//! independent groups; so first the tune shards each tune a deterministic share of the
-//! distinct tasks ([`SpacePlan::task_shard`]), then the measure shards each measure a share
-//! of the distinct blocks ([`SpacePlan::block_shard`]) with every tune shard's records, and
-//! [`merge_outputs`] joins the shards' tables, records and reports into what an unsharded
-//! build writes. Each task is tuned once and each block measured once, as unsharded; what
-//! shards lose is only the sharing of the cost model between tasks of different shards.
+//! scheduler (one element per node or device): first the tune shards each tune a
+//! deterministic share of the distinct tasks ([`SpacePlan::task_shard`]), then the measure
+//! shards each measure a share of the covering networks ([`SpacePlan::network_shard`]) with
+//! every tune shard's records, and [`merge_outputs`] joins the shards' side files, records
+//! and reports into what an unsharded build writes. Each task is tuned once and each network
+//! measured once, as unsharded; shards lose only the sharing of the cost model between tasks
+//! of different shards.
 //!
-//! The work is behind [`Backend`] (tune tasks, measure blocks with default or recorded
+//! The work is behind [`Backend`] (tune tasks, measure networks with default or recorded
 //! schedules), so the orchestration (deduplication, budgets, sharding, merging) is tested
 //! with a deterministic fake, fast and exactly.
 
@@ -49,12 +57,13 @@ use llvm_backend::Target;
 use serde::{Deserialize, Serialize};
 use tune::{RecordFile, Task};
 
-use crate::blocks::Block;
-use crate::build::{build_block_in_context, context_programs, RandomWeights};
+use crate::blocks::{decompose, Block};
+use crate::build::{build_graph, RandomWeights};
 use crate::error::{NasError, Result};
-use crate::lut::{write_atomic, LatencyTable};
-use crate::lut_build::{build_table, load_schedules, schedules_path, BuildOptions, BuildProgress, BuildReport};
-use crate::measure::{BlockMeasurer, HostMeasurer};
+use crate::lut::{overhead_key, write_atomic, LatencyEntry, LatencyTable};
+use crate::lut_build::{load_schedules, schedules_path, BuildProgress, BuildReport};
+use crate::measure::{HostNetworkMeasurer, NetworkMeasurement, NetworkMeasurer};
+use crate::space::{ArchConfig, DEPTHS, EXPANDS, KERNELS, NUM_CLASSES};
 
 /// One shard of `count`: `index` is 0-based (Slurm's `SLURM_ARRAY_TASK_ID` with
 /// `--array=0-(N-1)`, Kubernetes' `JOB_COMPLETION_INDEX`).
@@ -84,85 +93,74 @@ impl std::fmt::Display for Shard {
     }
 }
 
-/// The distinct blocks of (part of) the space, their distinct tasks, and which tasks each
-/// block runs.
-#[derive(Debug, Clone)]
-pub struct SpacePlan {
-    /// Distinct blocks, in key order.
-    pub blocks: Vec<Block>,
-    /// For each block, the indices in `tasks` of the tasks it runs (each once, in the order
-    /// its programs run).
-    pub block_tasks: Vec<Vec<usize>>,
-    /// Distinct tasks, in the order first met; `weight` is the number of the blocks'
-    /// programs that are this task.
-    pub tasks: Vec<Task>,
+/// The covering networks of the space at `resolutions`: for each resolution, kernel size,
+/// expand ratio and depth 2 or 4, the network with every block alike. Depth 2 puts each
+/// stage's second block before the next stage, depth 4 puts it between blocks of its own
+/// stage; together they hold every block of the space.
+pub fn covering_networks(resolutions: &[u32]) -> Vec<ArchConfig> {
+    let mut out = Vec::new();
+    for &r in resolutions {
+        for &k in &KERNELS {
+            for &e in &EXPANDS {
+                for d in [DEPTHS[0], DEPTHS[DEPTHS.len() - 1]] {
+                    let mut a = ArchConfig::min(r);
+                    a.ks.fill(k);
+                    a.e.fill(e);
+                    a.d.fill(d);
+                    out.push(a);
+                }
+            }
+        }
+    }
+    out
 }
 
-/// The tasks of one block on `target`, graph optimizations on, the block between stand-ins
-/// for its neighbours ([`build_block_in_context`]) so that its programs are those a network
-/// has; the stand-ins' programs ([`context_programs`]) are left out.
-pub fn tasks_of_block(block: &Block, target: &Target) -> Result<Vec<Task>> {
-    let bytes = build_block_in_context(block, &mut RandomWeights::new(0))?;
-    let err = |e: String| NasError::Build(format!("tasks of block {}: {e}", block.key()));
-    let graph = frontend::import_model(&bytes).map_err(|e| err(e.to_string()))?;
-    let graph = passes::pipeline::prepare_graph(&graph, true).map_err(|e| err(e.to_string()))?;
-    let steps = passes::lower::lower_graph(&graph).map_err(|e| err(e.to_string()))?;
-    let programs: Vec<&passes::lower::Program> =
-        steps.iter().filter_map(|s| if let passes::lower::Step::Run(p) = s { Some(p) } else { None }).collect();
-    let names: Vec<String> = programs
-        .iter()
-        .map(|p| match p.nodes.first().and_then(|&n| graph.node(n).name.clone()) {
-            Some(n) => format!("{} {n}", p.func.name),
-            None => p.func.name.clone(),
-        })
-        .collect();
-    let context = context_programs(block, &names.iter().map(String::as_str).collect::<Vec<_>>());
-    let target_name = tune::task::target_id(target);
-    let mut tasks: Vec<Task> = Vec::new();
-    for ((p, name), theirs) in programs.iter().zip(&names).zip(&context) {
-        if *theirs {
-            continue;
-        }
-        let constants: Vec<bool> = p.args.iter().map(|&v| graph.const_data(v).is_some()).collect();
-        let key = tune::task::task_key(&p.func, &constants, &target_name);
-        if let Some(t) = tasks.iter_mut().find(|t| t.key == key) {
-            t.weight += 1;
-            continue;
-        }
-        tasks.push(Task {
-            key,
-            name: name.clone(),
-            target: target_name.clone(),
-            func: p.func.clone(),
-            constants,
-            weight: 1,
-            flops: runtime::program_flops(&graph, &p.nodes),
-        });
-    }
-    Ok(tasks)
+/// The covering networks of (part of) the space, their distinct blocks and tasks.
+#[derive(Debug, Clone)]
+pub struct SpacePlan {
+    pub width: f64,
+    pub networks: Vec<ArchConfig>,
+    /// The distinct blocks of the networks, in key order.
+    pub blocks: Vec<Block>,
+    /// Distinct tasks, in the order first met; `weight` is the number of the networks'
+    /// programs that are this task.
+    pub tasks: Vec<Task>,
+    /// For each network, the indices in `tasks` of its tasks.
+    pub network_tasks: Vec<Vec<usize>>,
+}
+
+/// The tasks of a network of the space on `target`, graph optimizations on (as networks are
+/// compiled).
+pub fn tasks_of_network(arch: &ArchConfig, width: f64, target: &Target) -> Result<Vec<Task>> {
+    let graph = build_graph(arch, width, &mut RandomWeights::new(0))?;
+    tune::extract_tasks(&graph, target, true).map_err(|e| NasError::Build(format!("tasks of {}: {e}", arch.to_compact())))
 }
 
 impl SpacePlan {
-    /// The plan of `blocks` (repeats removed) on `target`; `on_block(done, total)` reports
-    /// progress (each block is built and lowered).
-    pub fn extract(blocks: &[Block], target: &Target, on_block: &mut dyn FnMut(usize, usize)) -> Result<SpacePlan> {
-        SpacePlan::extract_with(blocks, &mut |b| tasks_of_block(b, target), on_block)
+    /// The plan of the covering networks at `resolutions` on `target`; `on_network(done,
+    /// total)` reports progress (each network is built and lowered).
+    pub fn extract(width: f64, resolutions: &[u32], target: &Target, on_network: &mut dyn FnMut(usize, usize)) -> Result<SpacePlan> {
+        let networks = covering_networks(resolutions);
+        SpacePlan::extract_with(width, &networks, &mut |a| tasks_of_network(a, width, target), on_network)
     }
 
-    /// [`extract`](Self::extract) with the tasks of a block from `tasks_of`.
+    /// [`extract`](Self::extract) of `networks`, with the tasks of a network from `tasks_of`.
     pub fn extract_with(
-        blocks: &[Block],
-        tasks_of: &mut dyn FnMut(&Block) -> Result<Vec<Task>>,
-        on_block: &mut dyn FnMut(usize, usize),
+        width: f64,
+        networks: &[ArchConfig],
+        tasks_of: &mut dyn FnMut(&ArchConfig) -> Result<Vec<Task>>,
+        on_network: &mut dyn FnMut(usize, usize),
     ) -> Result<SpacePlan> {
-        let distinct: BTreeMap<String, Block> = blocks.iter().map(|b| (b.key(), *b)).collect();
-        let mut plan = SpacePlan { blocks: Vec::new(), block_tasks: Vec::new(), tasks: Vec::new() };
+        let mut blocks: BTreeMap<String, Block> = BTreeMap::new();
+        let mut plan = SpacePlan { width, networks: networks.to_vec(), blocks: Vec::new(), tasks: Vec::new(), network_tasks: Vec::new() };
         let mut index: HashMap<String, usize> = HashMap::new();
-        let total = distinct.len();
-        for (i, block) in distinct.into_values().enumerate() {
-            on_block(i, total);
+        for (i, a) in networks.iter().enumerate() {
+            on_network(i, networks.len());
+            for b in decompose(a, width)? {
+                blocks.insert(b.key(), b);
+            }
             let mut mine = Vec::new();
-            for t in tasks_of(&block)? {
+            for t in tasks_of(a)? {
                 let j = match index.get(&t.key) {
                     Some(&j) => {
                         plan.tasks[j].weight += t.weight;
@@ -178,30 +176,37 @@ impl SpacePlan {
                     mine.push(j);
                 }
             }
-            plan.blocks.push(block);
-            plan.block_tasks.push(mine);
+            plan.network_tasks.push(mine);
         }
-        on_block(total, total);
+        on_network(networks.len(), networks.len());
+        plan.blocks = blocks.into_values().collect();
         Ok(plan)
     }
 
-    /// Tensor programs over all blocks.
+    /// Tensor programs over all networks.
     pub fn programs(&self) -> usize {
         self.tasks.iter().map(|t| t.weight).sum()
     }
 
-    /// Distinct blocks, distinct tasks and programs of the blocks of this plan among `keys`.
-    pub fn count_of(&self, keys: &BTreeSet<String>) -> (usize, usize, usize) {
+    /// Distinct blocks, distinct tasks and programs of the networks at resolution `r`.
+    pub fn count_of(&self, r: u32) -> Result<(usize, usize, usize)> {
+        let mut blocks = BTreeSet::new();
         let mut tasks = BTreeSet::new();
-        let (mut blocks, mut programs) = (0, 0);
-        for (b, ts) in self.blocks.iter().zip(&self.block_tasks) {
-            if keys.contains(&b.key()) {
-                blocks += 1;
+        let mut programs = 0;
+        for (a, ts) in self.networks.iter().zip(&self.network_tasks) {
+            if a.r == r {
+                blocks.extend(decompose(a, self.width)?.iter().map(Block::key));
                 tasks.extend(ts.iter().copied());
+            }
+        }
+        // Programs: each task's programs in these networks (a network's task list is
+        // distinct, so count the network's programs from the tasks' weights per network).
+        for (a, ts) in self.networks.iter().zip(&self.network_tasks) {
+            if a.r == r {
                 programs += ts.len();
             }
         }
-        (blocks, tasks.len(), programs)
+        Ok((blocks.len(), tasks.len(), programs))
     }
 
     /// Indices of the tasks shard `shard` tunes: the tasks sorted by their work (weight x
@@ -216,12 +221,14 @@ impl SpacePlan {
         mine
     }
 
-    /// Indices of the blocks shard `shard` measures: sorted by MACs (largest first; key on a
-    /// tie) and dealt round-robin.
-    pub fn block_shard(&self, shard: Shard) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.blocks.len()).collect();
-        order.sort_by(|&a, &b| self.blocks[b].macs().cmp(&self.blocks[a].macs()).then(self.blocks[a].key().cmp(&self.blocks[b].key())));
-        let mut mine: Vec<usize> = order.into_iter().enumerate().filter(|(i, _)| i % shard.count == shard.index).map(|(_, b)| b).collect();
+    /// Indices of the networks shard `shard` measures: sorted by their multiply-accumulates
+    /// (largest first; compact form on a tie) and dealt round-robin.
+    pub fn network_shard(&self, shard: Shard) -> Vec<usize> {
+        let macs = |a: &ArchConfig| decompose(a, self.width).map(|bs| bs.iter().map(Block::macs).sum::<u64>()).unwrap_or(0);
+        let mut order: Vec<(u64, String, usize)> = self.networks.iter().enumerate().map(|(i, a)| (macs(a), a.to_compact(), i)).collect();
+        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut mine: Vec<usize> =
+            order.into_iter().enumerate().filter(|(i, _)| i % shard.count == shard.index).map(|(_, n)| n.2).collect();
         mine.sort_unstable();
         mine
     }
@@ -289,14 +296,14 @@ pub trait Backend {
     /// Tunes `tasks` together (one cost model), appending every measurement to `records`:
     /// at most `trials` new measurements, and no longer than `time_budget`.
     fn tune(&mut self, tasks: &[Task], records: &mut RecordFile, trials: usize, time_budget: Option<Duration>) -> Result<TuneSummary>;
-    /// Measures blocks with the default schedules.
-    fn default_measurer(&mut self) -> &mut dyn BlockMeasurer;
-    /// Measures blocks with the best schedule `records` holds for each of their tasks.
-    fn tuned_measurer(&mut self, records: &RecordFile) -> Result<&mut dyn BlockMeasurer>;
+    /// Measures networks with the default schedules.
+    fn default_measurer(&mut self) -> &mut dyn NetworkMeasurer;
+    /// Measures networks with the best schedule `records` holds for each of their tasks.
+    fn tuned_measurer(&mut self, records: &RecordFile) -> Result<&mut dyn NetworkMeasurer>;
 }
 
 /// The host: the tuner's isolated local measurer ([`tune::LocalMeasurer`], candidates run in
-/// worker processes), and [`HostMeasurer`] for blocks.
+/// worker processes), and [`HostNetworkMeasurer`] for networks.
 pub struct HostBackend {
     pub target: Target,
     /// The worker command (`chanasc tune-worker`).
@@ -307,8 +314,8 @@ pub struct HostBackend {
     pub batch: usize,
     pub epsilon: f64,
     pub progress: Box<dyn tune::progress::Progress>,
-    pub default: HostMeasurer,
-    pub tuned: HostMeasurer,
+    pub default: HostNetworkMeasurer,
+    pub tuned: HostNetworkMeasurer,
 }
 
 impl Backend for HostBackend {
@@ -324,11 +331,11 @@ impl Backend for HostBackend {
         Ok(TuneSummary { trials: r.trials, failures: r.failures, default_total_s: r.default_total_s, best_total_s: r.best_total_s })
     }
 
-    fn default_measurer(&mut self) -> &mut dyn BlockMeasurer {
+    fn default_measurer(&mut self) -> &mut dyn NetworkMeasurer {
         &mut self.default
     }
 
-    fn tuned_measurer(&mut self, records: &RecordFile) -> Result<&mut dyn BlockMeasurer> {
+    fn tuned_measurer(&mut self, records: &RecordFile) -> Result<&mut dyn NetworkMeasurer> {
         self.tuned.set_schedules(Box::new(tune::RecordSchedules::new(records)));
         Ok(&mut self.tuned)
     }
@@ -341,8 +348,10 @@ pub struct Options {
     pub trials_per_task: usize,
     /// Stop tuning after this long (this run).
     pub time_budget: Option<Duration>,
-    /// How the two tables are built (saving, `max_new`, network overheads).
-    pub build: BuildOptions,
+    /// Save the tables after this many newly measured networks.
+    pub save_every: usize,
+    /// Measure at most this many networks into each table in this run.
+    pub max_networks: Option<usize>,
     /// The target's vector width (for the sum of the tasks' default-schedule latencies).
     pub vector_width: usize,
 }
@@ -391,18 +400,18 @@ pub struct RunReport {
     pub phase: Phase,
     #[serde(default)]
     pub shard: Option<Shard>,
-    /// Tasks tuned and blocks measured (this run's share of the space).
+    /// Tasks tuned and networks measured (this run's share of the space).
     pub tasks: usize,
-    pub blocks: usize,
+    pub networks: usize,
     pub trials: usize,
     pub failures: usize,
     pub tuning_s: f64,
     pub default_measure_s: f64,
     pub tuned_measure_s: f64,
-    /// Blocks measured in this run (default, tuned).
+    /// Networks measured in this run (default, tuned).
     pub default_measured: usize,
     pub tuned_measured: usize,
-    /// Tasks of the measured blocks without any record (their programs kept the default
+    /// Tasks of the measured networks without any record (their programs kept the default
     /// schedule): tuning stopped before them, or a tune shard's records were not given.
     pub tasks_without_record: usize,
     /// Records read for the tuned table (every records file given): a later run that reads
@@ -419,12 +428,14 @@ pub struct Report {
     pub width: f64,
     pub resolutions: Vec<u32>,
     pub target: String,
-    /// Of the whole space (all shards): distinct blocks, distinct tasks, programs.
+    /// Of the whole space (all shards): covering networks, distinct blocks, distinct tasks,
+    /// programs.
+    pub space_networks: usize,
     pub space_blocks: usize,
     pub space_tasks: usize,
     pub space_programs: usize,
-    /// Per resolution: `[r, blocks, tasks, programs]` (blocks shared between resolutions,
-    /// the head's 1x1 layers, count in each).
+    /// Per resolution: `[r, blocks, tasks, programs]` of its covering networks (blocks and
+    /// tasks shared between resolutions count in each).
     pub per_resolution: Vec<[usize; 4]>,
     pub trials_per_task: usize,
     /// This build's records file (written by its tuning), for `lut merge`.
@@ -504,15 +515,125 @@ pub fn open_records(paths: &[PathBuf]) -> Result<RecordFile> {
     Ok(all)
 }
 
+/// One network's line in a table's side file.
+fn network_line(arch: &ArchConfig, m: &NetworkMeasurement) -> String {
+    let entry = |e: &LatencyEntry| serde_json::json!({"count": e.count, "mean": e.mean, "std": e.std});
+    let entries: serde_json::Map<String, serde_json::Value> = m.entries.iter().map(|(k, e)| (k.clone(), entry(e))).collect();
+    let mut line = serde_json::json!({
+        "key": arch.to_compact(),
+        "r": arch.r,
+        "entries": entries,
+        "overhead": entry(&m.overhead),
+        "programs": m.programs,
+    });
+    if let Some(extra) = m.extra.as_object() {
+        for (k, v) in extra {
+            line[k] = v.clone();
+        }
+    }
+    line.to_string()
+}
+
+/// The table of a side file's networks: each block's entries pooled over the networks (in
+/// the side file's key order, so that the same lines always give the same table), and each
+/// resolution's run overhead pooled likewise.
+pub fn table_from_networks(lines: &BTreeMap<String, String>, header: &[String]) -> Result<LatencyTable> {
+    let mut table = LatencyTable { entries: BTreeMap::new(), header: header.to_vec() };
+    let entry = |v: &serde_json::Value| -> Option<LatencyEntry> {
+        Some(LatencyEntry { count: v["count"].as_u64()?, mean: v["mean"].as_f64()?, std: v["std"].as_f64()? })
+    };
+    for (key, line) in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| NasError::Measure(format!("side file line of {key}: not JSON: {e}")))?;
+        let bad = || NasError::Measure(format!("side file line of {key}: not a network's measurement"));
+        let mut part = LatencyTable::default();
+        for (k, e) in v["entries"].as_object().ok_or_else(bad)? {
+            part.entries.insert(k.clone(), entry(e).ok_or_else(bad)?);
+        }
+        let r = v["r"].as_u64().ok_or_else(bad)? as u32;
+        part.entries.insert(overhead_key(r, NUM_CLASSES), entry(&v["overhead"]).ok_or_else(bad)?);
+        table.merge(&part);
+    }
+    Ok(table)
+}
+
+/// Measures every network of `networks` that the side file of the table at `path` lacks
+/// (at most `max_new`), saving the side file and the table recomputed from it
+/// ([`table_from_networks`]) every `save_every` networks and at the end. Progress is in
+/// networks.
+#[allow(clippy::too_many_arguments)]
+pub fn build_network_table(
+    path: &Path,
+    networks: &[ArchConfig],
+    width: f64,
+    measurer: &mut dyn NetworkMeasurer,
+    save_every: usize,
+    max_new: Option<usize>,
+    header: &[String],
+    on_progress: &mut dyn FnMut(BuildProgress),
+) -> Result<BuildReport> {
+    let side = schedules_path(path);
+    let mut lines = load_schedules(&side)
+        .map_err(|e| NasError::Measure(format!("cannot resume from the existing side file: {e} (remove it or choose another output)")))?;
+    // A table without its side file (or another kind of table) is not resumed.
+    if path.exists() && lines.is_empty() && !LatencyTable::load(path)?.entries.is_empty() {
+        return Err(NasError::Measure(format!(
+            "{} exists without the side file {} of a pre-scheduled table: remove it or choose another output",
+            path.display(),
+            side.display()
+        )));
+    }
+    let mut todo: Vec<&ArchConfig> = networks.iter().filter(|a| !lines.contains_key(&a.to_compact())).collect();
+    let total = networks.len();
+    let reused = total - todo.len();
+    if let Some(m) = max_new {
+        todo.truncate(m);
+    }
+    let save = |lines: &BTreeMap<String, String>| -> Result<usize> {
+        let text: String = lines.values().map(|l| format!("{l}\n")).collect();
+        write_atomic(&side, text.as_bytes())?;
+        let table = table_from_networks(lines, header)?;
+        table.save(path)?;
+        Ok(table.entries.len())
+    };
+    let mut unsaved = 0;
+    let mut entries = 0;
+    for (i, a) in todo.iter().enumerate() {
+        let key = a.to_compact();
+        on_progress(BuildProgress { done: reused + i, total, measured: i, remaining: todo.len() - i, current: Some(&key) });
+        let m = measurer.measure_network(a, width).map_err(|e| NasError::Measure(format!("{key}: {e}")))?;
+        lines.insert(key, network_line(a, &m));
+        unsaved += 1;
+        if unsaved >= save_every.max(1) {
+            entries = save(&lines)?;
+            unsaved = 0;
+        }
+    }
+    if unsaved > 0 || !path.exists() {
+        entries = save(&lines)?;
+    } else if entries == 0 {
+        entries = LatencyTable::load(path)?.entries.len();
+    }
+    on_progress(BuildProgress {
+        done: reused + todo.len(),
+        total,
+        measured: todo.len(),
+        remaining: total - reused - todo.len(),
+        current: None,
+    });
+    Ok(BuildReport { reused, measured: todo.len(), replaced: 0, missing: total - reused - todo.len(), entries })
+}
+
 /// Pre-schedules the space of `plan`, or shard `shard` of it, as `phase` says:
 ///
 /// - tune (phases all and tune): the tasks (all, or [`SpacePlan::task_shard`]) are tuned
 ///   into `outputs.records` until it holds `trials_per_task` trials per task;
-/// - measure (phases all and measure): the blocks (all, or [`SpacePlan::block_shard`]) are
-///   measured into the default-schedule table and, with the best schedule of each task in
-///   `outputs.records` and `more_records` (a sharded build gives every tune shard's file),
-///   into the tuned table. Both tables are resumable (blocks already in them are kept); the
-///   tuned table is measured anew when this run tuned.
+/// - measure (phases all and measure): the covering networks (all, or
+///   [`SpacePlan::network_shard`]) are measured into the default-schedule table and, with the
+///   best schedule of each task in `outputs.records` and `more_records` (a sharded build
+///   gives every tune shard's file), into the tuned table, a few networks into one table,
+///   then a few into the other. Both tables are resumable (networks already in them are
+///   kept); the tuned table is measured anew when records were added since it was measured.
 ///
 /// `report` describes the space (filled by the caller); this run is appended to the report
 /// file's runs and the report saved.
@@ -531,9 +652,9 @@ pub fn preschedule(
 ) -> Result<Summary> {
     let start = Instant::now();
     let task_ids: Vec<usize> = shard.map_or_else(|| (0..plan.tasks.len()).collect(), |s| plan.task_shard(s));
-    let block_ids: Vec<usize> = shard.map_or_else(|| (0..plan.blocks.len()).collect(), |s| plan.block_shard(s));
+    let network_ids: Vec<usize> = shard.map_or_else(|| (0..plan.networks.len()).collect(), |s| plan.network_shard(s));
     let tasks: Vec<Task> = task_ids.iter().map(|&t| plan.tasks[t].clone()).collect();
-    let blocks: Vec<Block> = block_ids.iter().map(|&b| plan.blocks[b]).collect();
+    let networks: Vec<ArchConfig> = network_ids.iter().map(|&n| plan.networks[n].clone()).collect();
     if let Some(old) = Report::load(&outputs.report)? {
         report.runs = old.runs;
         if !phase.tunes() {
@@ -550,7 +671,7 @@ pub fn preschedule(
         phase,
         shard,
         tasks: if phase.tunes() { tasks.len() } else { 0 },
-        blocks: if phase.measures() { blocks.len() } else { 0 },
+        networks: if phase.measures() { networks.len() } else { 0 },
         trials: 0,
         failures: 0,
         tuning_s: 0.0,
@@ -596,16 +717,16 @@ pub fn preschedule(
         let mut paths = vec![outputs.records.clone()];
         paths.extend(more_records.iter().filter(|p| **p != outputs.records).cloned());
         let records = open_records(&paths)?;
-        // The tasks of these blocks that no records file holds.
-        let block_tasks: BTreeSet<usize> = block_ids.iter().flat_map(|&b| plan.block_tasks[b].iter().copied()).collect();
+        // The tasks of these networks that no records file holds.
+        let net_tasks: BTreeSet<usize> = network_ids.iter().flat_map(|&n| plan.network_tasks[n].iter().copied()).collect();
         let recorded: HashSet<(&str, &str)> = records.records.iter().map(|r| (r.key.as_str(), r.target.as_str())).collect();
         run.tasks_without_record =
-            block_tasks.iter().filter(|&&t| !recorded.contains(&(plan.tasks[t].key.as_str(), plan.tasks[t].target.as_str()))).count();
+            net_tasks.iter().filter(|&&t| !recorded.contains(&(plan.tasks[t].key.as_str(), plan.tasks[t].target.as_str()))).count();
         if run.tasks_without_record > 0 {
             on_event(Event::Phase(format!(
-                "warning: {} of the {} tasks of these blocks have no record in {}: their programs keep the default schedule (tuning stopped before them, or a tune shard's records file is missing)",
+                "warning: {} of the {} tasks of these networks have no record in {}: their programs keep the default schedule (tuning stopped before them, or a tune shard's records file is missing)",
                 run.tasks_without_record,
-                block_tasks.len(),
+                net_tasks.len(),
                 paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",")
             )));
         }
@@ -626,33 +747,32 @@ pub fn preschedule(
             options.trials_per_task
         ));
         on_event(Event::Phase(format!(
-            "measuring {} blocks with the default schedules into {} and with their tuned schedules into {}, {MEASURE_CHUNK} at a time",
-            blocks.len(),
+            "measuring {} covering networks with the default schedules into {} and with their tuned schedules into {}, {MEASURE_CHUNK} at a time",
+            networks.len(),
             outputs.default_table.display(),
             outputs.table.display()
         )));
-        // The two tables in turns of a few blocks, so that a slow spell of the machine falls
-        // on both alike.
+        // The two tables in turns of a few networks, so that a slow spell of the machine
+        // falls on both alike.
         let mut totals: [Option<BuildReport>; 2] = [None, None];
         loop {
             let mut progressed = false;
             let mut done = true;
             for (i, which) in ["default", "tuned"].into_iter().enumerate() {
                 let so_far = totals[i].as_ref().map_or(0, |t| t.measured);
-                if totals[i].as_ref().is_some_and(|t| t.missing == 0) || options.build.max_new.is_some_and(|m| so_far >= m) {
+                if totals[i].as_ref().is_some_and(|t| t.missing == 0) || options.max_networks.is_some_and(|m| so_far >= m) {
                     continue;
                 }
-                let chunk = options.build.max_new.map_or(MEASURE_CHUNK, |m| MEASURE_CHUNK.min(m - so_far));
-                let opts = BuildOptions { max_new: Some(chunk), ..options.build.clone() };
+                let chunk = options.max_networks.map_or(MEASURE_CHUNK, |m| MEASURE_CHUNK.min(m - so_far));
                 let t0 = Instant::now();
-                let built = if i == 0 {
-                    build_table(&outputs.default_table, &blocks, backend.default_measurer(), &opts, header, &mut |p| {
-                        on_event(Event::Build(which, p))
-                    })?
+                let (table, measurer, head): (&Path, &mut dyn NetworkMeasurer, &[String]) = if i == 0 {
+                    (&outputs.default_table, backend.default_measurer(), header)
                 } else {
-                    let measurer = backend.tuned_measurer(&records)?;
-                    build_table(&outputs.table, &blocks, measurer, &opts, &tuned_header, &mut |p| on_event(Event::Build(which, p)))?
+                    (&outputs.table, backend.tuned_measurer(&records)?, &tuned_header)
                 };
+                let built = build_network_table(table, &networks, plan.width, measurer, options.save_every, Some(chunk), head, &mut |p| {
+                    on_event(Event::Build(which, p))
+                })?;
                 let secs = t0.elapsed().as_secs_f64();
                 if i == 0 {
                     run.default_measure_s += secs;
@@ -662,10 +782,9 @@ pub fn preschedule(
                 progressed |= built.measured > 0;
                 let total = totals[i].get_or_insert_with(|| BuildReport { reused: built.reused, ..Default::default() });
                 total.measured += built.measured;
-                total.replaced += built.replaced;
                 total.missing = built.missing;
                 total.entries = built.entries;
-                let capped = options.build.max_new.is_some_and(|m| total.measured >= m);
+                let capped = options.max_networks.is_some_and(|m| total.measured >= m);
                 done &= total.missing == 0 || capped;
             }
             if done || !progressed {
@@ -684,14 +803,14 @@ pub fn preschedule(
     Ok(Summary { tune, recorded_before, default_build, tuned_build, run, report })
 }
 
-/// Blocks measured into one table before the other table's turn.
-const MEASURE_CHUNK: usize = 12;
+/// Networks measured into one table before the other table's turn.
+const MEASURE_CHUNK: usize = 3;
 
 /// What [`merge_outputs`] did.
 #[derive(Debug, Clone, Default)]
 pub struct MergeSummary {
     pub entries: usize,
-    /// Keys found in more than one input table (their measurements are pooled).
+    /// Networks (or, for plain tables, keys) found in more than one input.
     pub repeated: Vec<String>,
     pub default_entries: Option<usize>,
     pub records: usize,
@@ -701,37 +820,49 @@ pub struct MergeSummary {
     pub outputs: Option<Outputs>,
 }
 
-/// Merges side files (lines by key); a key in more than one keeps its first line.
-fn merge_side_files(inputs: &[PathBuf], output: &Path) -> Result<usize> {
-    let mut lines: BTreeMap<String, String> = BTreeMap::new();
-    for p in inputs {
-        for (k, v) in load_schedules(&schedules_path(p))? {
-            lines.entry(k).or_insert(v);
-        }
-    }
-    if lines.is_empty() {
-        return Ok(0);
-    }
-    let text: String = lines.values().map(|l| format!("{l}\n")).collect();
-    write_atomic(&schedules_path(output), text.as_bytes())?;
-    Ok(lines.len())
-}
-
+/// Merges tables into `output`: pre-scheduled tables (side files of networks) by the union
+/// of their networks, the table recomputed from it ([`table_from_networks`]); other tables
+/// by pooling their entries ([`LatencyTable::merge`]), their side files' lines by key.
+/// Returns the table and the networks or keys found in more than one input.
 fn merge_tables(inputs: &[PathBuf], output: &Path) -> Result<(LatencyTable, Vec<String>)> {
+    let sides: Vec<BTreeMap<String, String>> = inputs.iter().map(|p| load_schedules(&schedules_path(p))).collect::<Result<_>>()?;
+    let tables: Vec<LatencyTable> = inputs.iter().map(|p| LatencyTable::load(p)).collect::<Result<_>>()?;
+    let of_networks = |side: &BTreeMap<String, String>| side.values().next().is_some_and(|l| l.contains("\"entries\""));
+    let mut repeated = BTreeSet::new();
+    let mut lines: BTreeMap<String, String> = BTreeMap::new();
+    if sides.iter().all(of_networks) {
+        for side in &sides {
+            for (k, v) in side {
+                if lines.insert(k.clone(), v.clone()).is_some() {
+                    repeated.insert(k.clone());
+                }
+            }
+        }
+        let header = tables.first().map(|t| t.header.clone()).unwrap_or_default();
+        let table = table_from_networks(&lines, &header)?;
+        write_atomic(&schedules_path(output), lines.values().map(|l| format!("{l}\n")).collect::<String>().as_bytes())?;
+        table.save(output)?;
+        return Ok((table, repeated.into_iter().collect()));
+    }
     let mut table = LatencyTable::default();
     let mut seen: HashSet<String> = HashSet::new();
-    let mut repeated = BTreeSet::new();
-    for p in inputs {
-        let t = LatencyTable::load(p)?;
+    for t in &tables {
         for k in t.entries.keys() {
             if !seen.insert(k.clone()) {
                 repeated.insert(k.clone());
             }
         }
-        table.merge(&t);
+        table.merge(t);
+    }
+    for side in &sides {
+        for (k, v) in side {
+            lines.entry(k.clone()).or_insert_with(|| v.clone());
+        }
     }
     table.save(output)?;
-    merge_side_files(inputs, output)?;
+    if !lines.is_empty() {
+        write_atomic(&schedules_path(output), lines.values().map(|l| format!("{l}\n")).collect::<String>().as_bytes())?;
+    }
     Ok((table, repeated.into_iter().collect()))
 }
 
@@ -839,23 +970,22 @@ pub fn merge_outputs(inputs: &[PathBuf], output: &Path, records_out: Option<&Pat
 mod tests {
     use super::*;
     use crate::blocks::space_blocks;
-    use crate::lut::LatencyEntry;
-    use crate::measure::BlockMeasurement;
     use tune::records::Record;
 
     /// A deterministic stand-in for the tuner and the measurer: a task's best latency is a
-    /// function of its key, a block's default latency of its MACs, and its tuned latency the
-    /// sum of its tasks' best recorded latencies (the default's for a task without records).
+    /// function of its key; a block's default latency in a network a function of its MACs,
+    /// and its tuned latency that times the network's tuned-to-default ratio over its tasks
+    /// (best recorded latency, or the default's for a task without records), so the tuned
+    /// table depends on the records and differs from network to network.
     struct Fake {
-        plan_tasks: HashMap<String, Vec<String>>,
+        network_tasks: HashMap<String, Vec<String>>,
         default: FakeMeasurer,
         tuned: FakeMeasurer,
-        tuned_calls: usize,
     }
 
     struct FakeMeasurer {
         best: HashMap<String, f64>,
-        tasks: HashMap<String, Vec<String>>,
+        network_tasks: HashMap<String, Vec<String>>,
         tuned: bool,
         calls: usize,
     }
@@ -865,39 +995,34 @@ mod tests {
         0.001 + (h % 1000) as f64 * 1e-5
     }
 
-    impl BlockMeasurer for FakeMeasurer {
-        fn measure(&mut self, block: &Block) -> Result<BlockMeasurement> {
+    impl NetworkMeasurer for FakeMeasurer {
+        fn measure_network(&mut self, arch: &ArchConfig, width: f64) -> Result<NetworkMeasurement> {
             self.calls += 1;
-            let ms = if self.tuned {
-                let keys = &self.tasks[&block.key()];
-                // A task without a record keeps its default schedule, as the compiler does.
-                keys.iter().map(|k| self.best.get(k).copied().unwrap_or_else(|| key_ms(k))).sum::<f64>()
+            let ratio = if self.tuned {
+                let keys = &self.network_tasks[&arch.to_compact()];
+                let best: f64 = keys.iter().map(|k| self.best.get(k).copied().unwrap_or_else(|| key_ms(k))).sum();
+                best / keys.iter().map(|k| key_ms(k)).sum::<f64>()
             } else {
-                0.01 + block.macs() as f64 * 1e-9
+                1.0
             };
-            Ok(BlockMeasurement {
-                entry: LatencyEntry { count: 7, mean: ms, std: ms * 0.01 },
-                median: ms,
-                programs: serde_json::json!([{"name": block.key(), "schedule": [], "tuned": self.tuned}]),
+            let mut entries = BTreeMap::new();
+            for b in decompose(arch, width)? {
+                let ms = (0.01 + b.macs() as f64 * 1e-9) * ratio;
+                entries.insert(b.key(), LatencyEntry { count: 5, mean: ms, std: ms * 0.01 });
+            }
+            Ok(NetworkMeasurement {
+                entries,
+                overhead: LatencyEntry { count: 5, mean: arch.r as f64 * 1e-4, std: 0.0 },
+                programs: serde_json::json!([{"name": "p", "block": "b", "schedule": [], "tuned": self.tuned}]),
                 extra: serde_json::Value::Null,
             })
-        }
-
-        fn measure_overhead(&mut self, width: f64, r: u32) -> Result<Option<BlockMeasurement>> {
-            let ms = r as f64 * 1e-4 * width;
-            Ok(Some(BlockMeasurement {
-                entry: LatencyEntry { count: 3, mean: ms, std: 0.0 },
-                median: ms,
-                programs: serde_json::Value::Null,
-                extra: serde_json::Value::Null,
-            }))
         }
     }
 
     impl Backend for Fake {
         fn tune(&mut self, tasks: &[Task], records: &mut RecordFile, trials: usize, _: Option<Duration>) -> Result<TuneSummary> {
-            // One trial per task (the "default"), then a better one: the best is a function
-            // of the key only, whatever else is tuned with it.
+            // Each task's "default", then a better one: the best is a function of the key
+            // only, whatever else is tuned with it.
             let mut n = 0;
             for round in 0..2 {
                 for t in tasks {
@@ -914,14 +1039,13 @@ mod tests {
             Ok(TuneSummary { trials: n, ..Default::default() })
         }
 
-        fn default_measurer(&mut self) -> &mut dyn BlockMeasurer {
+        fn default_measurer(&mut self) -> &mut dyn NetworkMeasurer {
             &mut self.default
         }
 
-        fn tuned_measurer(&mut self, records: &RecordFile) -> Result<&mut dyn BlockMeasurer> {
-            self.tuned_calls += 1;
+        fn tuned_measurer(&mut self, records: &RecordFile) -> Result<&mut dyn NetworkMeasurer> {
             self.tuned.best.clear();
-            self.tuned.tasks = self.plan_tasks.clone();
+            self.tuned.network_tasks = self.network_tasks.clone();
             for r in records.records.iter().filter(|r| r.usable()) {
                 let ms = r.median_s.unwrap() * 1e3;
                 let e = self.tuned.best.entry(r.key.clone()).or_insert(ms);
@@ -932,14 +1056,14 @@ mod tests {
     }
 
     fn fake(plan: &SpacePlan) -> Fake {
-        let plan_tasks = plan
-            .blocks
+        let network_tasks: HashMap<String, Vec<String>> = plan
+            .networks
             .iter()
-            .zip(&plan.block_tasks)
-            .map(|(b, ts)| (b.key(), ts.iter().map(|&t| plan.tasks[t].key.clone()).collect()))
+            .zip(&plan.network_tasks)
+            .map(|(a, ts)| (a.to_compact(), ts.iter().map(|&t| plan.tasks[t].key.clone()).collect()))
             .collect();
-        let m = |tuned| FakeMeasurer { best: HashMap::new(), tasks: HashMap::new(), tuned, calls: 0 };
-        Fake { plan_tasks, default: m(false), tuned: m(true), tuned_calls: 0 }
+        let m = |tuned| FakeMeasurer { best: HashMap::new(), network_tasks: network_tasks.clone(), tuned, calls: 0 };
+        Fake { network_tasks: network_tasks.clone(), default: m(false), tuned: m(true) }
     }
 
     fn tempdir(name: &str) -> PathBuf {
@@ -953,20 +1077,11 @@ mod tests {
     /// host's target), built once for the tests of this module.
     fn plan() -> &'static SpacePlan {
         static PLAN: std::sync::OnceLock<SpacePlan> = std::sync::OnceLock::new();
-        PLAN.get_or_init(|| {
-            let mut blocks = space_blocks(1.2, 32).unwrap();
-            blocks.extend(space_blocks(1.2, 48).unwrap());
-            SpacePlan::extract(&blocks, &Target::host(), &mut |_, _| {}).unwrap()
-        })
+        PLAN.get_or_init(|| SpacePlan::extract(1.2, &[32, 48], &Target::host(), &mut |_, _| {}).unwrap())
     }
 
-    fn options(trials: usize) -> Options {
-        Options {
-            trials_per_task: trials,
-            time_budget: None,
-            build: BuildOptions { save_every: 16, max_new: None, remeasure: false, network_overhead: Some(1.2) },
-            vector_width: 16,
-        }
+    fn options(trials: usize, max_networks: Option<usize>) -> Options {
+        Options { trials_per_task: trials, time_budget: None, save_every: 4, max_networks, vector_width: 16 }
     }
 
     fn run(
@@ -976,63 +1091,55 @@ mod tests {
         phase: Phase,
         more: &[PathBuf],
         trials: usize,
-        max_new: Option<usize>,
+        max: Option<usize>,
     ) -> Summary {
         let mut backend = fake(plan);
         let outputs = Outputs::for_table(out, None);
         let header = vec!["fake build".to_string()];
-        let mut opts = options(trials);
-        opts.build.max_new = max_new;
-        preschedule(plan, shard, phase, &mut backend, &opts, &outputs, more, &header, Report::default(), &mut |_| {}).unwrap()
+        preschedule(plan, shard, phase, &mut backend, &options(trials, max), &outputs, more, &header, Report::default(), &mut |_| {})
+            .unwrap()
     }
 
     #[test]
-    fn tasks_are_shared_between_blocks() {
+    fn covering_networks_hold_every_block_and_share_tasks() {
         let plan = plan();
-        // 96 blocks per resolution, less the head's 1x1 layers both share.
-        assert_eq!(plan.blocks.len(), 96 + 96 - 2);
+        assert_eq!(plan.networks.len(), 2 * 3 * 3 * 2);
+        // Every block of the space, and no other.
+        let mut want: Vec<String> = space_blocks(1.2, 32).unwrap().iter().chain(&space_blocks(1.2, 48).unwrap()).map(Block::key).collect();
+        want.sort();
+        want.dedup();
+        assert_eq!(plan.blocks.iter().map(Block::key).collect::<Vec<_>>(), want);
+        // Tasks repeat across networks (the head, the projections of blocks of other kernels).
         assert!(plan.tasks.len() < plan.programs(), "{} tasks, {} programs", plan.tasks.len(), plan.programs());
-        // Blocks differing only in their kernel share their projection (the expansion writes
-        // its output padded for the depthwise kernel, so it differs).
-        let like =
-            |k: u32| match plan.blocks.iter().find(|b| matches!(b, Block::MbConv(m) if m.stride == 1 && m.in_size == 8 && m.mid == 96)) {
-                Some(Block::MbConv(m)) => Block::MbConv(crate::blocks::MbConv { kernel: k, ..*m }),
-                _ => panic!("no such block"),
-            };
-        let key_of = |k: u32| {
-            let b = plan.blocks.iter().position(|b| *b == like(k)).unwrap();
-            plan.block_tasks[b].iter().map(|&t| plan.tasks[t].key.clone()).collect::<BTreeSet<_>>()
-        };
-        let (k3, k7) = (key_of(3), key_of(7));
-        assert!(!k3.is_disjoint(&k7), "{k3:?} {k7:?}");
-        assert_ne!(k3, k7);
-        // Every task is run by some block, every block runs some task.
-        let used: BTreeSet<usize> = plan.block_tasks.iter().flatten().copied().collect();
+        let used: BTreeSet<usize> = plan.network_tasks.iter().flatten().copied().collect();
         assert_eq!(used.len(), plan.tasks.len());
-        assert!(plan.block_tasks.iter().all(|t| !t.is_empty()));
-        // Counting a subset: one resolution's blocks.
-        let keys: BTreeSet<String> = space_blocks(1.2, 32).unwrap().iter().map(Block::key).collect();
-        let (b, t, p) = plan.count_of(&keys);
+        let (b, t, p) = plan.count_of(32).unwrap();
         assert_eq!(b, 96);
         assert!(t < plan.tasks.len() && t < p, "{t} {p}");
+        // A random network's tasks are (nearly all) among the covering networks'.
+        let keys: HashSet<&str> = plan.tasks.iter().map(|t| t.key.as_str()).collect();
+        let mut rng = crate::rng::SplitMix64::new(5);
+        let a = ArchConfig::sample(&mut rng, &[48]);
+        let ts = tasks_of_network(&a, 1.2, &Target::host()).unwrap();
+        let flops: u64 = ts.iter().map(|t| t.flops * t.weight as u64).sum();
+        let covered: u64 = ts.iter().filter(|t| keys.contains(t.key.as_str())).map(|t| t.flops * t.weight as u64).sum();
+        assert!(covered as f64 >= 0.9 * flops as f64, "{covered} of {flops} FLOPs");
     }
 
     #[test]
-    fn shards_partition_blocks_and_tasks_deterministically() {
+    fn shards_partition_networks_and_tasks_deterministically() {
         let plan = plan();
         for n in [1, 2, 3, 5] {
-            let mut blocks: Vec<usize> = (0..n).flat_map(|i| plan.block_shard(Shard { index: i, count: n })).collect();
+            let mut nets: Vec<usize> = (0..n).flat_map(|i| plan.network_shard(Shard { index: i, count: n })).collect();
             let mut tasks: Vec<usize> = (0..n).flat_map(|i| plan.task_shard(Shard { index: i, count: n })).collect();
-            blocks.sort_unstable();
+            nets.sort_unstable();
             tasks.sort_unstable();
-            assert_eq!(blocks, (0..plan.blocks.len()).collect::<Vec<_>>(), "every block in exactly one shard of {n}");
+            assert_eq!(nets, (0..plan.networks.len()).collect::<Vec<_>>(), "every network in exactly one shard of {n}");
             assert_eq!(tasks, (0..plan.tasks.len()).collect::<Vec<_>>(), "every task in exactly one shard of {n}");
-            // Balanced: shard sizes differ by at most one.
             let sizes: Vec<usize> = (0..n).map(|i| plan.task_shard(Shard { index: i, count: n }).len()).collect();
             assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
-            // The same again.
             let s = Shard { index: n - 1, count: n };
-            assert_eq!(plan.block_shard(s), plan.block_shard(s));
+            assert_eq!(plan.network_shard(s), plan.network_shard(s));
             assert_eq!(plan.task_shard(s), plan.task_shard(s));
         }
         assert_eq!(Shard::parse("2/4").unwrap(), Shard { index: 2, count: 4 });
@@ -1049,9 +1156,11 @@ mod tests {
         let s = run(plan, &whole, None, Phase::All, &[], 2, None);
         assert_eq!(s.tune.trials, 2 * plan.tasks.len());
         let (d, t) = (s.default_build.unwrap(), s.tuned_build.unwrap());
-        // Every block, and the network overhead of each resolution.
-        assert_eq!((d.measured, t.measured), (plan.blocks.len() + 2, plan.blocks.len() + 2));
+        assert_eq!((d.measured, t.measured), (plan.networks.len(), plan.networks.len()));
         assert_eq!(s.run.tasks_without_record, 0);
+        // Every block and each resolution's overhead.
+        let table = LatencyTable::load(&whole).unwrap();
+        assert_eq!(table.entries.len(), plan.blocks.len() + 2);
         // Three shards: tune, then measure with every tune shard's records, then merge.
         let n = 3;
         let parts: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("shard{i}.yaml"))).collect();
@@ -1077,10 +1186,11 @@ mod tests {
         let load = |p: &Path| LatencyTable::load(p).unwrap();
         assert_eq!(load(&merged), load(&whole));
         assert_eq!(load(&default_table_path(&merged)), load(&default_table_path(&whole)));
-        assert_eq!(load(&merged).entries.len(), plan.blocks.len() + 2);
         let side = |p: &Path| load_schedules(&schedules_path(p)).unwrap();
         assert_eq!(side(&merged), side(&whole));
         assert_eq!(side(&default_table_path(&merged)), side(&default_table_path(&whole)));
+        // The tuned table is not the default one: the records moved it.
+        assert_ne!(load(&merged).entries, load(&default_table_path(&merged)).entries);
         // The records: the same measurements (their dates aside), and so the same schedules.
         let recs = |p: &Path| {
             let mut v: Vec<(String, String, Option<f64>)> =
@@ -1093,7 +1203,7 @@ mod tests {
         let report = Report::load(&report_path(&merged)).unwrap().unwrap();
         assert_eq!(report.runs.len(), 2 * n);
         assert_eq!(report.runs.iter().map(|r| r.tasks).sum::<usize>(), plan.tasks.len());
-        assert_eq!(report.runs.iter().map(|r| r.blocks).sum::<usize>(), plan.blocks.len());
+        assert_eq!(report.runs.iter().map(|r| r.networks).sum::<usize>(), plan.networks.len());
         assert_eq!(report.trials_recorded, 2 * plan.tasks.len());
         // A missing shard is named.
         let (m2, _) = merge_outputs(&parts[..2], &dir.join("partial.yaml"), None).unwrap();
@@ -1117,8 +1227,7 @@ mod tests {
         let s = run(plan, &out, None, Phase::All, &[], 2, None);
         let t = s.tuned_build.unwrap();
         assert_eq!((s.tune.trials, s.recorded_before, t.reused, t.missing), (0, 2 * plan.tasks.len(), 5, 0));
-        let report = Report::load(&outputs.report).unwrap().unwrap();
-        assert_eq!(report.runs.len(), 2);
+        assert_eq!(Report::load(&outputs.report).unwrap().unwrap().runs.len(), 2);
         // A larger budget tunes more and measures the tuned table anew.
         let s = run(plan, &out, None, Phase::All, &[], 3, None);
         assert_eq!(s.tune.trials, plan.tasks.len());
@@ -1131,14 +1240,18 @@ mod tests {
         assert_eq!((s.tune.trials, s.tuned_build.unwrap().reused), (0, 0));
         let s = run(plan, &out, None, Phase::Measure, &[], 4, None);
         assert_eq!(s.tuned_build.unwrap().measured, 0);
-        // The tuned table is the sum of the best schedules of each block's tasks.
-        let t = LatencyTable::load(&out).unwrap();
-        let d = LatencyTable::load(&outputs.default_table).unwrap();
-        assert_eq!(t.entries.len(), d.entries.len());
-        for (i, b) in plan.blocks.iter().enumerate() {
-            let want: f64 = plan.block_tasks[i].iter().map(|&k| key_ms(&plan.tasks[k].key) * 0.8).sum();
-            assert!((t.get(b).unwrap().mean - want).abs() < 1e-12);
-        }
+        // An entry pools the block's latency over the networks that hold it: the stem's,
+        // in every network of its resolution.
+        let t = LatencyTable::load(&outputs.default_table).unwrap();
+        let stem = decompose(&ArchConfig::min(32), 1.2).unwrap()[0];
+        assert_eq!(t.get(&stem).unwrap().count, 5 * 18);
+        assert!((t.get(&stem).unwrap().mean - (0.01 + stem.macs() as f64 * 1e-9)).abs() < 1e-12);
+        // A table without its side file is not resumed as one.
+        let other = dir.join("plain.yaml");
+        std::fs::copy(&out, &other).unwrap();
+        let mut backend = fake(plan);
+        let e = build_network_table(&other, &plan.networks, 1.2, backend.default_measurer(), 4, None, &[], &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("without the side file"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
