@@ -9,12 +9,16 @@
 //! of its children's sets plus itself. Each class decides alone, so two readers of one value
 //! may pick different forms of it (the value in two layouts), computing its producers twice;
 //! a local search then revisits each class's choice against the cost of the whole extracted
-//! graph (every class reachable from the outputs, once), keeping strict improvements.
+//! graph (every class reachable from the outputs, once), keeping strict improvements. Last,
+//! each layout change the result keeps is tried away: its value banned, all its readers
+//! choose again together (a move of several classes that one-class moves cannot make).
 //! Deterministic: classes and nodes in id order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use egg::{Id, Language};
+
+use ir::Op;
 
 use super::{node_cost, GEGraph, GNode};
 
@@ -36,11 +40,45 @@ impl DagExtractor {
     pub fn new(egraph: &GEGraph, roots: &[Id]) -> DagExtractor {
         let mut classes: Vec<Id> = egraph.classes().map(|c| c.id).collect();
         classes.sort();
+        let mut banned: HashSet<Id> = HashSet::new();
+        let mut best = extract(egraph, roots, &classes, &banned);
+        let mut cost = graph_cost(egraph, roots, &best);
+        // A layout change is where the one-class moves of the local search get stuck: its
+        // readers can each read the other layout only together (a pool and a multiply that
+        // both read the value, and the convolution after the multiply). So the value of each
+        // layout change the extraction keeps is banned in turn (no node may read it) and the
+        // extraction run again, which reroutes all its readers at once; the ban stays when
+        // the graph is cheaper.
+        let mut tried: HashSet<Id> = HashSet::new();
+        while tried.len() < MAX_BANS {
+            let Some(change) =
+                reachable(egraph, roots, &best).into_iter().find(|class| is_layout_change(&best[class]) && !tried.contains(class))
+            else {
+                break;
+            };
+            tried.insert(change);
+            banned.insert(change);
+            let candidate = extract(egraph, roots, &classes, &banned);
+            let candidate_cost = graph_cost(egraph, roots, &candidate);
+            if candidate_cost < cost {
+                (best, cost) = (candidate, candidate_cost);
+            } else {
+                banned.remove(&change);
+            }
+        }
+        DagExtractor { best }
+    }
+
+    /// The greedy fixpoint over the classes, choosing no node that reads a `banned` class.
+    fn greedy(egraph: &GEGraph, classes: &[Id], banned: &HashSet<Id>) -> HashMap<Id, GNode> {
         let mut chosen: HashMap<Id, Choice> = HashMap::new();
         for _ in 0..MAX_ROUNDS {
             let mut changed = false;
-            for &class in &classes {
+            for &class in classes {
                 for node in &egraph[class].nodes {
+                    if reads_banned(egraph, node, banned) {
+                        continue;
+                    }
                     let Some(candidate) = Self::evaluate(egraph, class, node, &chosen) else { continue };
                     let better = chosen.get(&class).is_none_or(|c| candidate.total < c.total);
                     if better {
@@ -53,9 +91,7 @@ impl DagExtractor {
                 break;
             }
         }
-        let mut best: HashMap<Id, GNode> = chosen.into_iter().map(|(k, c)| (k, c.node)).collect();
-        refine(egraph, roots, &classes, &mut best);
-        DagExtractor { best }
+        chosen.into_iter().map(|(k, c)| (k, c.node)).collect()
     }
 
     fn evaluate(egraph: &GEGraph, class: Id, node: &GNode, chosen: &HashMap<Id, Choice>) -> Option<Choice> {
@@ -81,19 +117,57 @@ impl DagExtractor {
     }
 }
 
+/// Layout changes banned in turn at most.
+const MAX_BANS: usize = 16;
+
+fn is_layout_change(node: &GNode) -> bool {
+    matches!(node, GNode::Op(k, _) if matches!(k.op, Op::ToNchwc { .. } | Op::FromNchwc { .. }))
+}
+
+fn reads_banned(egraph: &GEGraph, node: &GNode, banned: &HashSet<Id>) -> bool {
+    node.children().iter().any(|&c| banned.contains(&egraph.find(c)))
+}
+
+/// The greedy choices refined by the local search, no node reading a `banned` class.
+fn extract(egraph: &GEGraph, roots: &[Id], classes: &[Id], banned: &HashSet<Id>) -> HashMap<Id, GNode> {
+    let mut best = DagExtractor::greedy(egraph, classes, banned);
+    refine(egraph, roots, classes, banned, &mut best);
+    best
+}
+
+/// The classes the choices reach from the roots, in the order first met (depth first).
+fn reachable(egraph: &GEGraph, roots: &[Id], best: &HashMap<Id, GNode>) -> Vec<Id> {
+    let mut seen: HashSet<Id> = HashSet::new();
+    let mut order = Vec::new();
+    let mut stack: Vec<Id> = roots.iter().rev().map(|&r| egraph.find(r)).collect();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        order.push(id);
+        if let Some(node) = best.get(&id) {
+            stack.extend(node.children().iter().rev().map(|&c| egraph.find(c)));
+        }
+    }
+    order
+}
+
 /// Sweeps of the local search at most.
 const MAX_SWEEPS: usize = 4;
 
 /// Local search on the whole graph's cost: for each class, the node that makes the extracted
 /// graph cheapest, the other choices fixed.
-fn refine(egraph: &GEGraph, roots: &[Id], classes: &[Id], best: &mut HashMap<Id, GNode>) {
+fn refine(egraph: &GEGraph, roots: &[Id], classes: &[Id], banned: &HashSet<Id>, best: &mut HashMap<Id, GNode>) {
     let mut current = graph_cost(egraph, roots, best);
     for _ in 0..MAX_SWEEPS {
         let mut improved = false;
         for &class in classes {
             let Some(chosen) = best.get(&class).cloned() else { continue };
             for node in &egraph[class].nodes {
-                if *node == chosen || node.children().iter().any(|c| !best.contains_key(&egraph.find(*c))) {
+                if *node == chosen
+                    || reads_banned(egraph, node, banned)
+                    || node.children().iter().any(|c| !best.contains_key(&egraph.find(*c)))
+                {
                     continue;
                 }
                 let previous = best.insert(class, node.clone());
