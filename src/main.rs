@@ -36,11 +36,12 @@ enum Command {
         /// Seed of the random inputs.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Backend that executes the graph: interp (the reference interpreter) or llvm
-        /// (native code built for this machine and loaded into the process).
+        /// Backend that executes the graph: interp (the reference interpreter), llvm
+        /// (native code built for this machine and loaded into the process) or cranelift
+        /// (native code compiled in the process, in milliseconds).
         #[arg(long, default_value = "interp")]
         backend: String,
-        /// Threads of the llvm backend.
+        /// Threads of the llvm and cranelift backends.
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
@@ -71,6 +72,7 @@ enum Command {
     /// Measure latency (median and p90 of repeated runs) and print a per-program profile.
     Bench {
         model: PathBuf,
+        /// llvm, cranelift or interp.
         #[arg(long, default_value = "llvm")]
         backend: String,
         #[arg(long, default_value_t = 1)]
@@ -80,7 +82,7 @@ enum Command {
         runs: usize,
         #[arg(long, default_value_t = 5)]
         warmup: usize,
-        /// Tuning records: use each task's best recorded schedule (llvm backend).
+        /// Tuning records: use each task's best recorded schedule (llvm and cranelift backends).
         #[arg(long)]
         records: Option<PathBuf>,
     },
@@ -238,6 +240,21 @@ fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, back
             );
             outputs
         }
+        Backend::Cranelift => {
+            let (model, report) = runtime::JitModel::build(&g, threads, &runtime::DefaultSchedules).map_err(|e| e.to_string())?;
+            let compiled = start.elapsed().as_secs_f64();
+            let run_start = Instant::now();
+            let outputs = model.run(&inputs).map_err(|e| e.to_string())?;
+            eprintln!(
+                "compiled in {:.3} s ({:.3} s lowering and schedules, {:.3} s cranelift code generation of {} programs), ran on cranelift in {:.2} ms",
+                compiled,
+                report.lower.as_secs_f64(),
+                report.codegen.as_secs_f64(),
+                report.programs,
+                run_start.elapsed().as_secs_f64() * 1e3
+            );
+            outputs
+        }
     };
     for (i, (&v, t)) in g.outputs.iter().zip(&outputs).enumerate() {
         let name = g.value(v).name.clone().unwrap_or_else(|| format!("output{i}"));
@@ -256,6 +273,7 @@ fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, back
 enum Backend {
     Interp,
     Llvm,
+    Cranelift,
 }
 
 impl Backend {
@@ -263,7 +281,8 @@ impl Backend {
         match name {
             "interp" => Ok(Backend::Interp),
             "llvm" => Ok(Backend::Llvm),
-            _ => Err(format!("unknown backend {name:?}; available: interp, llvm")),
+            "cranelift" => Ok(Backend::Cranelift),
+            _ => Err(format!("unknown backend {name:?}; available: interp, llvm, cranelift")),
         }
     }
 }
@@ -337,15 +356,31 @@ fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize
     let g = load(model)?;
     let mut rng = SplitMix64(0);
     let inputs: Vec<Tensor> = g.inputs.iter().map(|&v| random_tensor(g.ty(v), &mut rng)).collect::<CliResult<_>>()?;
-    let loaded = match (backend, records) {
-        (Backend::Llvm, Some(path)) => {
-            let (m, tuned) = load_native(&g, threads, &tune_cli::load_records(path)?)?;
-            println!("{tuned} tensor programs use tuned schedules from {}", path.display());
-            Some(m)
-        }
-        (Backend::Llvm, None) => Some(load_native(&g, threads, &runtime::DefaultSchedules)?.0),
-        (Backend::Interp, _) => None,
+    let schedules: Box<dyn runtime::ScheduleSource> = match records {
+        Some(path) if backend != Backend::Interp => Box::new(tune_cli::load_records(path)?),
+        _ => Box::new(runtime::DefaultSchedules),
     };
+    let start = Instant::now();
+    let loaded: Option<Box<dyn runtime::InProcessModel>> = match backend {
+        Backend::Llvm => {
+            let (m, tuned) = load_native(&g, threads, schedules.as_ref())?;
+            if let Some(path) = records {
+                println!("{tuned} tensor programs use tuned schedules from {}", path.display());
+            }
+            Some(Box::new(m))
+        }
+        Backend::Cranelift => {
+            let (m, report) = runtime::JitModel::build(&g, threads, schedules.as_ref()).map_err(|e| e.to_string())?;
+            if let Some(path) = records {
+                println!("{} tensor programs use tuned schedules from {}", report.tuned_programs, path.display());
+            }
+            Some(Box::new(m))
+        }
+        Backend::Interp => None,
+    };
+    if loaded.is_some() {
+        println!("compiled in {:.3} s", start.elapsed().as_secs_f64());
+    }
     let run_once = || -> CliResult<()> {
         match &loaded {
             Some(m) => m.run(&inputs).map(|_| ()).map_err(|e| e.to_string()),
@@ -363,7 +398,12 @@ fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize
     }
     times.sort_by(f64::total_cmp);
     let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
-    println!("{} on {}, {} thread(s), {} runs", model.display(), if loaded.is_some() { "llvm" } else { "interp" }, threads, times.len());
+    let name = match backend {
+        Backend::Interp => "interp",
+        Backend::Llvm => "llvm",
+        Backend::Cranelift => "cranelift",
+    };
+    println!("{} on {name}, {} thread(s), {} runs", model.display(), threads, times.len());
     println!("median {:.4} ms  p90 {:.4} ms  min {:.4} ms", pick(0.5), pick(0.9), times[0]);
     if let Some(m) = &loaded {
         let mut profile = m.profile();

@@ -3,9 +3,11 @@
 //! loading the result into this process.
 
 mod glue;
+pub mod jit;
 pub mod link;
 pub mod load;
 pub mod plan;
+mod pool;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +18,7 @@ use passes::lower::Step;
 use passes::schedule::{default_schedule, Trace};
 use thiserror::Error;
 
+pub use jit::JitModel;
 pub use load::LoadedModel;
 
 #[derive(Debug, Error)]
@@ -24,6 +27,8 @@ pub enum RuntimeError {
     Pass(#[from] passes::PassError),
     #[error("llvm: {0}")]
     Llvm(String),
+    #[error("cranelift: {0}")]
+    Cranelift(String),
     #[error("{0}")]
     Tool(String),
     #[error("{path}: {message}")]
@@ -38,6 +43,14 @@ pub enum RuntimeError {
 
 fn io_err(path: &Path, e: std::io::Error) -> RuntimeError {
     RuntimeError::Io { path: path.display().to_string(), message: e.to_string() }
+}
+
+/// A model ready to run in this process, whichever backend built it.
+pub trait InProcessModel {
+    /// Runs one inference.
+    fn run(&self, inputs: &[ir::Tensor]) -> Result<Vec<ir::Tensor>, RuntimeError>;
+    /// (program name, seconds in the last run, flops) of every tensor program.
+    fn profile(&self) -> Vec<(String, f64, f64)>;
 }
 
 /// One tensor program as it is compiled: its scheduled function and how it is called.
@@ -198,6 +211,65 @@ fn weight_bytes(g: &Graph, v: ValueId) -> Result<Vec<u8>, RuntimeError> {
     })
 }
 
+/// The weight blobs of a model: blob i holds the plan's weight i (empty when every program
+/// reads it in another layout), then one more blob per parameter that reads a weight in
+/// another layout, rearranged; the second result maps (program, parameter) to its blob.
+pub fn weight_blobs(lowered: &Lowered, plan: &plan::MemoryPlan) -> Result<(Vec<Vec<u8>>, std::collections::HashMap<(usize, usize), usize>), RuntimeError> {
+    let graph = &lowered.graph;
+    // Parameters that read a weight in another layout get their own rearranged copy; a weight
+    // read only so is not emitted as it was.
+    let rearranged: std::collections::HashSet<(usize, usize)> = lowered
+        .programs
+        .iter()
+        .enumerate()
+        .flat_map(|(k, p)| p.func.params().iter().enumerate().filter(|(_, &b)| p.func.buffer(b).layout.is_some()).map(move |(i, _)| (k, i)).collect::<Vec<_>>())
+        .collect();
+    let mut read_as_is = std::collections::HashSet::new();
+    for (k, p) in lowered.programs.iter().enumerate() {
+        for (i, &v) in p.args.iter().enumerate() {
+            if !rearranged.contains(&(k, i)) {
+                read_as_is.insert(v);
+            }
+        }
+    }
+    read_as_is.extend(plan.output_copies.iter().map(|&(_, v)| v));
+    let mut blobs: Vec<Vec<u8>> = plan
+        .weights
+        .iter()
+        .map(|&v| if read_as_is.contains(&v) { weight_bytes(graph, v) } else { Ok(Vec::new()) })
+        .collect::<Result<_, _>>()?;
+    let mut overrides = std::collections::HashMap::new();
+    for (k, p) in lowered.programs.iter().enumerate() {
+        for (i, &param) in p.func.params().iter().enumerate() {
+            let Some(layout) = &p.func.buffer(param).layout else { continue };
+            let v = p.args[i];
+            if graph.const_data(v).is_none() {
+                return Err(RuntimeError::Model(format!("{} reads {} in another layout, but it is not a constant", p.name, v)));
+            }
+            let bytes = weight_bytes(graph, v)?;
+            overrides.insert((k, i), blobs.len());
+            blobs.push(rearranged_bytes(&bytes, layout, graph.ty(v).dtype.size_bytes())?);
+        }
+    }
+    Ok((blobs, overrides))
+}
+
+/// Inputs copied into the interior of a padded tensor rather than read as they are: (input
+/// position, the padded value, its pads).
+pub fn staged_inputs(lowered: &Lowered) -> Vec<(usize, ValueId, Vec<usize>)> {
+    lowered
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::StageInput { input, into, pads } => {
+                let pos = lowered.graph.inputs.iter().position(|v| v == input)?;
+                Some((pos, *into, pads.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 const RUNTIME_C: &str = include_str!("../c/chanasc_runtime.c");
 const RUNTIME_H: &str = include_str!("../c/chanasc_runtime.h");
 const RUNNER_C: &str = include_str!("../c/runner.c");
@@ -236,41 +308,8 @@ pub fn compile_with(g: &Graph, opts: &CompileOptions, out: &Path, schedules: &dy
     let lowered = lower_and_schedule_with(g, &opts.target, prefix, opts.optimize, schedules)?;
     let graph = &lowered.graph;
     let plan = plan::plan(graph, &lowered.steps);
-    // Parameters that read a weight in another layout get their own rearranged copy; a weight
-    // read only so is not emitted as it was.
-    let rearranged: std::collections::HashSet<(usize, usize)> = lowered
-        .programs
-        .iter()
-        .enumerate()
-        .flat_map(|(k, p)| p.func.params().iter().enumerate().filter(|(_, &b)| p.func.buffer(b).layout.is_some()).map(move |(i, _)| (k, i)).collect::<Vec<_>>())
-        .collect();
-    let mut read_as_is = std::collections::HashSet::new();
-    for (k, p) in lowered.programs.iter().enumerate() {
-        for (i, &v) in p.args.iter().enumerate() {
-            if !rearranged.contains(&(k, i)) {
-                read_as_is.insert(v);
-            }
-        }
-    }
-    read_as_is.extend(plan.output_copies.iter().map(|&(_, v)| v));
-    let mut blobs: Vec<Vec<u8>> = plan
-        .weights
-        .iter()
-        .map(|&v| if read_as_is.contains(&v) { weight_bytes(graph, v) } else { Ok(Vec::new()) })
-        .collect::<Result<_, _>>()?;
-    let mut overrides = std::collections::HashMap::new();
-    for (k, p) in lowered.programs.iter().enumerate() {
-        for (i, &param) in p.func.params().iter().enumerate() {
-            let Some(layout) = &p.func.buffer(param).layout else { continue };
-            let v = p.args[i];
-            if graph.const_data(v).is_none() {
-                return Err(RuntimeError::Model(format!("{} reads {} in another layout, but it is not a constant", p.name, v)));
-            }
-            let bytes = weight_bytes(graph, v)?;
-            overrides.insert((k, i), format!("{prefix}_w{}", blobs.len()));
-            blobs.push(rearranged_bytes(&bytes, layout, graph.ty(v).dtype.size_bytes())?);
-        }
-    }
+    let (blobs, overrides) = weight_blobs(&lowered, &plan)?;
+    let overrides: std::collections::HashMap<(usize, usize), String> = overrides.into_iter().map(|(k, i)| (k, format!("{prefix}_w{i}"))).collect();
     let consts: Vec<ConstBlob> = blobs.iter().enumerate().map(|(i, b)| ConstBlob { symbol: format!("{prefix}_w{i}"), bytes: b }).collect();
     let kernels: Vec<Kernel> = lowered.programs.iter().map(|p| Kernel { symbol: p.symbol.clone(), func: &p.func }).collect();
     let object = llvm_backend::compile_object(&kernels, &consts, &opts.target).map_err(|e| RuntimeError::Llvm(e.to_string()))?;
@@ -285,17 +324,7 @@ pub fn compile_with(g: &Graph, opts: &CompileOptions, out: &Path, schedules: &dy
     let arch = opts.target.arch;
     write(&staging, &format!("{prefix}.o"), &object)?;
     write(&staging, &format!("{prefix}.h"), glue::header(graph, prefix, opts.threads).as_bytes())?;
-    let staged: Vec<(usize, ValueId, Vec<usize>)> = lowered
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::StageInput { input, into, pads } => {
-                let pos = graph.inputs.iter().position(|v| v == input)?;
-                Some((pos, *into, pads.clone()))
-            }
-            _ => None,
-        })
-        .collect();
+    let staged = staged_inputs(&lowered);
     let glue = glue::source(graph, &lowered.programs, &plan, &overrides, &staged, blobs.len(), prefix);
     write(&staging, &format!("{prefix}_glue.c"), glue.as_bytes())?;
     write(&staging, "chanasc_runtime.c", RUNTIME_C.as_bytes())?;

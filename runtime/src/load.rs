@@ -75,15 +75,7 @@ impl LoadedModel {
 
     /// Runs one inference.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
-        if inputs.len() != self.inputs.len() {
-            return Err(RuntimeError::Input(format!("{} inputs given, the model has {}", inputs.len(), self.inputs.len())));
-        }
-        for (i, (t, want)) in inputs.iter().zip(&self.inputs).enumerate() {
-            if t.ty() != *want {
-                return Err(RuntimeError::Input(format!("input {i}: expected {want}, got {}", t.ty())));
-            }
-        }
-        let mut outputs: Vec<Tensor> = self.outputs.iter().map(|t| Tensor::zeros(t).map_err(|e| RuntimeError::Input(e.to_string()))).collect::<Result<_, _>>()?;
+        let mut outputs = checked_outputs(inputs, &self.inputs, &self.outputs)?;
         let ins: Vec<*const c_void> = inputs.iter().map(data_ptr).collect();
         let outs: Vec<*mut c_void> = outputs.iter_mut().map(|t| data_ptr(t) as *mut c_void).collect();
         // SAFETY: every buffer has the size and dtype of the model's interface (checked above).
@@ -105,12 +97,35 @@ impl LoadedModel {
     }
 }
 
-fn data_ptr(t: &Tensor) -> *const c_void {
+/// Checks the inputs of a run against the model's interface and makes room for its outputs.
+pub(crate) fn checked_outputs(inputs: &[Tensor], want: &[TensorType], outputs: &[TensorType]) -> Result<Vec<Tensor>, RuntimeError> {
+    if inputs.len() != want.len() {
+        return Err(RuntimeError::Input(format!("{} inputs given, the model has {}", inputs.len(), want.len())));
+    }
+    for (i, (t, want)) in inputs.iter().zip(want).enumerate() {
+        if t.ty() != *want {
+            return Err(RuntimeError::Input(format!("input {i}: expected {want}, got {}", t.ty())));
+        }
+    }
+    outputs.iter().map(|t| Tensor::zeros(t).map_err(|e| RuntimeError::Input(e.to_string()))).collect()
+}
+
+pub(crate) fn data_ptr(t: &Tensor) -> *const c_void {
     match &t.data {
         TensorData::F32(v) => v.as_ptr() as *const c_void,
         TensorData::I64(v) => v.as_ptr() as *const c_void,
         // Rust's bool is one byte holding 0 or 1, as the model's bool is.
         TensorData::Bool(v) => v.as_ptr() as *const c_void,
+    }
+}
+
+impl crate::InProcessModel for LoadedModel {
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+        LoadedModel::run(self, inputs)
+    }
+
+    fn profile(&self) -> Vec<(String, f64, f64)> {
+        LoadedModel::profile(self)
     }
 }
 

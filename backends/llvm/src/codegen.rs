@@ -11,12 +11,11 @@ use inkwell::targets::TargetMachine;
 use inkwell::types::{BasicType, BasicTypeEnum};
 use inkwell::values::{BasicValue, FunctionValue};
 use inkwell::AddressSpace;
-use ir::loops::{BufKind, Expr, Func, Loop, LoopKind, Stmt, VarId};
+use ir::loops::{index, simd, BufKind, Expr, Func, Loop, LoopKind, Stmt, VarId};
 use ir::DType;
 
-use crate::index;
 use crate::ops::{lanes, Bv, Ir};
-use crate::{simd, ConstBlob, Kernel, LlvmError, Target};
+use crate::{ConstBlob, Kernel, LlvmError, Target};
 
 /// Temporaries above this many bytes live on the heap: thread stacks are small.
 const STACK_TEMP_LIMIT: usize = 64 * 1024;

@@ -8,11 +8,11 @@ use inkwell::llvm_sys::{LLVMIntPredicate as IP, LLVMOpcode as Op, LLVMRealPredic
 use inkwell::module::Linkage;
 use inkwell::types::{AsTypeRef, BasicTypeEnum};
 use inkwell::values::{AsValueRef, BasicValueEnum, FunctionValue};
+use ir::loops::index::{self, lane_form, Lane};
 use ir::loops::{BinOp, BufId, Expr, Intrinsic};
 use ir::DType;
 
 use crate::codegen::{libc_fn, mem_type, reg_type, Gen, GenError, R};
-use crate::index::{self, lane_form, Lane};
 use crate::ops::{kind, lanes, Bv, Kind};
 
 /// Where one access of a buffer lands.

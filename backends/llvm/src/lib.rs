@@ -8,9 +8,7 @@
 mod codegen;
 mod error;
 mod expr;
-mod index;
 mod ops;
-mod simd;
 mod target;
 
 use inkwell::context::Context;

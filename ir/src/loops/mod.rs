@@ -19,8 +19,10 @@
 //! }
 //! ```
 
+pub mod index;
 mod parse;
 mod print;
+pub mod simd;
 pub mod verify;
 pub mod visit;
 

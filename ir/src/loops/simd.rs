@@ -1,14 +1,13 @@
 //! Whether a vectorized loop may run as SIMD lanes: lanes execute each statement together,
-//! so any memory a lane writes must be private to that lane.
+//! so any memory a lane writes must be private to that lane. Shared by the backends.
 
 use std::collections::{HashMap, HashSet};
 
-use ir::loops::{BufId, Expr, Func, Loop, Stmt, VarId};
+use super::index::{lane_form, simplify, Lane, Ranges};
+use super::{BufId, Expr, Func, Loop, Stmt, VarId};
 
-use crate::index::{lane_form, simplify, Lane, Ranges};
-
-/// The widest vector the backend emits; wider loops run serially.
-pub(crate) const MAX_LANES: i64 = 64;
+/// The widest vector a backend emits; wider loops run serially.
+pub const MAX_LANES: i64 = 64;
 
 /// Why loop `l` cannot run as SIMD lanes, or None when it can.
 ///
@@ -16,7 +15,7 @@ pub(crate) const MAX_LANES: i64 = 64;
 /// another lane writes. That holds when, for every buffer written in the loop, some
 /// dimension is indexed in every access by one expression `u + c * lane` (c != 0) whose
 /// `u` is fixed for the whole loop: lanes then own disjoint slices of the buffer.
-pub(crate) fn blocker(f: &Func, l: &Loop, scope: &Ranges) -> Option<String> {
+pub fn blocker(f: &Func, l: &Loop, scope: &Ranges) -> Option<String> {
     if l.extent < 2 || l.extent > MAX_LANES {
         return Some(format!("extent {} is not between 2 and {MAX_LANES}", l.extent));
     }

@@ -1,13 +1,13 @@
 //! Integer index algebra: value ranges, simplification of floor div/mod, and how an index
-//! varies across the lanes of a vectorized loop.
+//! varies across the lanes of a vectorized loop; the analyses backends share.
 
-use ir::loops::{BinOp, Expr, VarId};
+use super::{BinOp, Expr, VarId};
 
 /// The inclusive range of each loop variable in scope, indexed by `VarId`.
-pub(crate) type Ranges = [Option<(i64, i64)>];
+pub type Ranges = [Option<(i64, i64)>];
 
 /// The inclusive range of an i64 expression, when loop extents bound it.
-pub(crate) fn range(e: &Expr, r: &Ranges) -> Option<(i64, i64)> {
+pub fn range(e: &Expr, r: &Ranges) -> Option<(i64, i64)> {
     match e {
         Expr::Int(v) => Some((*v, *v)),
         Expr::Var(v) => r.get(v.index()).copied().flatten(),
@@ -44,7 +44,7 @@ pub(crate) fn range(e: &Expr, r: &Ranges) -> Option<(i64, i64)> {
 
 /// Folds constants and removes the floor div/mod that splits and fuses leave in indices
 /// (`(o * 16 + i) % 16` is `i` when `i < 16`), so that contiguous accesses are seen as such.
-pub(crate) fn simplify(e: Expr, r: &Ranges) -> Expr {
+pub fn simplify(e: Expr, r: &Ranges) -> Expr {
     e.map(&mut |e| simplify_node(e, r))
 }
 
@@ -77,12 +77,10 @@ fn simplify_node(e: Expr, r: &Ranges) -> Expr {
         (BinOp::Max, _, _) if matches!((ra, rb), (Some(x), Some(y)) if y.0 >= x.1) => *b,
         _ => match (op, ra, rb) {
             // Comparisons the ranges decide (guards of splits that happen to divide).
-            (BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne, Some(x), Some(y)) => {
-                match compare(op, x, y) {
-                    Some(v) => Expr::Bool(v),
-                    None => Expr::Binary { op, a, b },
-                }
-            }
+            (BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne, Some(x), Some(y)) => match compare(op, x, y) {
+                Some(v) => Expr::Bool(v),
+                None => Expr::Binary { op, a, b },
+            },
             _ => Expr::Binary { op, a, b },
         },
     }
@@ -199,7 +197,7 @@ fn rem_by(a: Expr, m: i64, r: &Ranges) -> Expr {
 
 /// How an expression depends on the lane variable of a vectorized loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lane {
+pub enum Lane {
     /// The same value in every lane.
     Uniform,
     /// `e(lane) = e(0) + c * lane` with c != 0.
@@ -215,7 +213,7 @@ fn linear(c: i64) -> Lane {
     }
 }
 
-pub(crate) fn lane_form(e: &Expr, lane: VarId) -> Lane {
+pub fn lane_form(e: &Expr, lane: VarId) -> Lane {
     let all_uniform = |es: &[&Expr]| {
         if es.iter().all(|x| lane_form(x, lane) == Lane::Uniform) {
             Lane::Uniform
@@ -256,7 +254,7 @@ pub(crate) fn lane_form(e: &Expr, lane: VarId) -> Lane {
 }
 
 /// The row-major element offset of `index` into a buffer of `shape`.
-pub(crate) fn flatten(index: &[Expr], shape: &[usize]) -> Expr {
+pub fn flatten(index: &[Expr], shape: &[usize]) -> Expr {
     let mut acc: Option<Expr> = None;
     for (e, &dim) in index.iter().zip(shape) {
         acc = Some(match acc {
