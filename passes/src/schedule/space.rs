@@ -11,8 +11,9 @@
 //! Three templates, by loop structure:
 //! - reduction nests (conv, matmul, pooling sums): spatial loops over [init store; reduction
 //!   loops; epilogue stores]. Knobs: the vectorized axis and its width, the register-tiled
-//!   axis and its factor, the order of the tile's outer loops, where the accumulator tile is
-//!   cached (cache_write placement), unrolling of the reduction loops, how many outer loops
+//!   axis and its factor, a second register-tiled axis (2-4 output-channel blocks: each
+//!   loaded input value then feeds several vectors, as in ORT's NCHWc kernels), the order
+//!   of the tile's outer loops, where the accumulator tile is cached (cache_write placement), unrolling of the reduction loops, how many outer loops
 //!   are fused into the parallel loop, and blocking a constant operand's layout along the
 //!   vector axis;
 //! - store-only nests (elementwise, data movement, pad borders): per nest the vector width
@@ -175,6 +176,7 @@ impl Space {
                 set("vec_width", width);
                 set("row_axis", if rows > 1 { rows_at as i64 } else { -1 });
                 set("row_factor", rows);
+                set("tile2", -1);
                 set("order", 0);
                 set("block", -1);
                 set("cache_at", 0);
@@ -271,7 +273,9 @@ fn reduction_space(r: ReductionNest, vw: i64) -> Space {
     let mut widths = vec![1];
     let mut rows = vec![1];
     let mut blocks = vec![-1];
+    let mut tiles2 = vec![-1];
     for &a in &axes {
+        tiles2.extend(divisors(r.extents[a as usize], 2, 4).into_iter().map(|f| a * 1000 + f));
         blocks.extend(divisors(r.extents[a as usize], 2, 16).into_iter().map(|f| a * 1000 + f));
         // Vectors of fewer than 4 lanes waste most of the register.
         widths.extend(divisors(r.extents[a as usize], 4, 64));
@@ -286,6 +290,10 @@ fn reduction_space(r: ReductionNest, vw: i64) -> Space {
         Knob { name: "vec_width".into(), choices: sorted_unique(widths) },
         Knob { name: "row_axis".into(), choices: [vec![-1], axes.clone()].concat() },
         Knob { name: "row_factor".into(), choices: sorted_unique(rows) },
+        // A second register-tiled axis (a few output-channel blocks): the tile is then
+        // blocks x rows x vector, each input value loaded once for several blocks' vectors.
+        // axis * 1000 + factor, or -1 for none (one knob, so that one mutation adds it).
+        Knob { name: "tile2".into(), choices: tiles2 },
         // Outer loops: the split outer loops of the vector and row axes can be among them.
         // A second level of tiling: one outer loop split again (a cache block), its two parts
         // ordered by `order` like the others; axis * 1000 + factor, or -1 for none.
@@ -313,6 +321,15 @@ fn reduction_trace(r: &ReductionNest, value: &dyn Fn(&str) -> i64) -> Option<Tra
         return None;
     }
     if vectorized && tiled && vec_axis == row_axis {
+        return None;
+    }
+    let (tile2_axis, tile2) = match value("tile2") {
+        -1 => (-1, 1),
+        t => (t / 1000, t % 1000),
+    };
+    let tiled2 = tile2_axis >= 0;
+    // The second tiled axis is neither the vector nor the row axis.
+    if tiled2 && ((vectorized && tile2_axis == vec_axis) || (tiled && tile2_axis == row_axis)) {
         return None;
     }
     let mut steps = Vec::new();
@@ -349,6 +366,10 @@ fn reduction_trace(r: &ReductionNest, value: &dyn Fn(&str) -> i64) -> Option<Tra
         }
         steps.push(Primitive::Split { loop_: r.names[a].clone(), factor: rows });
     }
+    if tiled2 {
+        let a = tile2_axis as usize;
+        steps.push(Primitive::Split { loop_: r.names[a].clone(), factor: tile2 });
+    }
     let (block_axis, block) = match value("block") {
         -1 => (-1, 1),
         b => (b / 1000, b % 1000),
@@ -358,7 +379,7 @@ fn reduction_trace(r: &ReductionNest, value: &dyn Fn(&str) -> i64) -> Option<Tra
     let mut outer = Vec::new();
     let mut extent_of = std::collections::HashMap::new();
     for i in 0..n {
-        let l = if (vectorized && i as i64 == vec_axis) || (tiled && i as i64 == row_axis) {
+        let l = if (vectorized && i as i64 == vec_axis) || (tiled && i as i64 == row_axis) || (tiled2 && i as i64 == tile2_axis) {
             format!("{}_o", r.names[i])
         } else {
             r.names[i].clone()
@@ -367,6 +388,8 @@ fn reduction_trace(r: &ReductionNest, value: &dyn Fn(&str) -> i64) -> Option<Tra
             (r.extents[i] + width - 1) / width
         } else if tiled && i as i64 == row_axis {
             r.extents[i] / rows
+        } else if tiled2 && i as i64 == tile2_axis {
+            r.extents[i] / tile2
         } else {
             r.extents[i]
         };
@@ -397,6 +420,9 @@ fn reduction_trace(r: &ReductionNest, value: &dyn Fn(&str) -> i64) -> Option<Tra
     let permuted = permutation(&outer[keep..], order_k);
     let mut order: Vec<String> = trivial.iter().chain(&outer[..keep]).chain(&permuted).cloned().collect();
     let mut tile = Vec::new();
+    if tiled2 {
+        tile.push(format!("{}_i", r.names[tile2_axis as usize]));
+    }
     if tiled {
         tile.push(format!("{}_i", r.names[row_axis as usize]));
     }
@@ -407,8 +433,9 @@ fn reduction_trace(r: &ReductionNest, value: &dyn Fn(&str) -> i64) -> Option<Tra
     if full.len() > 1 {
         steps.push(Primitive::Reorder { loops: full });
     }
-    if tiled {
-        steps.push(Primitive::Unroll { loop_: tile[0].clone() });
+    // Every tile loop but the vector one is unrolled into registers.
+    for l in &tile[..tile.len() - vectorized as usize] {
+        steps.push(Primitive::Unroll { loop_: l.clone() });
     }
     if vectorized {
         steps.push(Primitive::Vectorize { loop_: tile[tile.len() - 1].clone() });
@@ -624,7 +651,7 @@ mod tests {
         // A uniform sample of points: many must be valid, and every valid one verifies.
         let mut valid = std::collections::HashSet::new();
         let mut state = 3u64;
-        for _ in 0..20000 {
+        for _ in 0..80000 {
             let point: Vec<usize> = space.knobs.iter().map(|k| (splitmix(&mut state) % k.choices.len() as u64) as usize).collect();
             if let Some((trace, scheduled)) = space.schedule(&f, &point) {
                 ir::loops::verify::verify(&scheduled).expect("schedule verifies");
@@ -662,7 +689,7 @@ mod tests {
         let want = run(&f);
         let mut checked = 0;
         let mut state = 1u64;
-        for _ in 0..2000 {
+        for _ in 0..8000 {
             let point: Vec<usize> = space.knobs.iter().map(|k| (splitmix(&mut state) % k.choices.len() as u64) as usize).collect();
             if let Some((_, g)) = space.schedule(&f, &point) {
                 assert_eq!(run(&g), want, "point {}", space.describe(&point));
