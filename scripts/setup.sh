@@ -11,7 +11,7 @@ if ! command -v cargo >/dev/null; then
 fi
 
 # System packages (Debian): a C toolchain, LLVM 19 for the native backend, the aarch64
-# cross toolchain and qemu to run aarch64 builds, and Python's venv module.
+# cross toolchain and qemu to run aarch64 builds, Python's venv module, and datasets.
 need=()
 command -v cc >/dev/null || need+=(build-essential)
 [ -x /usr/lib/llvm-19/bin/llvm-config ] || need+=(llvm-19-dev libpolly-19-dev libzstd-dev zlib1g-dev)
@@ -22,6 +22,8 @@ python3 -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
 # sshd, for the test of the tuner's remote (SSH) measurer against a server on loopback.
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
+# Fashion-MNIST (IDX, gzip) in /usr/share/datasets/fashion-mnist: `chanasc train`'s default task.
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}"
