@@ -172,3 +172,27 @@ fn importer_survives_mutated_bytes() {
     // Some mutations (in weight bytes) leave a valid model; most break it.
     assert!(imported > 0 && imported < 3000, "imported {imported}");
 }
+
+/// `run --backend cranelift` gives the interpreter's output; `bench` on cranelift reports its
+/// compile time and profile; an unknown backend is a clean error naming the choices.
+#[test]
+fn cranelift_backend_runs_benches_and_unknown_backends_are_errors() {
+    let dir = tempdir("cranelift");
+    let model = write_example(&dir);
+    let m = model.to_str().unwrap();
+    let (want, got) = (dir.join("interp.npy"), dir.join("cranelift.npy"));
+    let o = chanasc(&["run", m, "--backend", "interp", "-o", want.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = chanasc(&["run", m, "--backend", "cranelift", "--threads", "2", "-o", got.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ran on cranelift"), "{}", stderr(&o));
+    let (want, got) = (frontend::npy::read_npy(&want).unwrap(), frontend::npy::read_npy(&got).unwrap());
+    let (ir::TensorData::F32(a), ir::TensorData::F32(b)) = (&want.data, &got.data) else { panic!("f32 outputs") };
+    let scale = a.iter().fold(1f32, |m, x| m.max(x.abs()));
+    assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-4 * scale), "cranelift {b:?} vs interp {a:?}");
+    let o = chanasc(&["bench", m, "--backend", "cranelift", "--runs", "3", "--warmup", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("compiled in") && out.contains("on cranelift, 1 thread(s), 3 runs") && out.contains("per-program profile"), "{out}");
+    assert_clean_error(&chanasc(&["run", m, "--backend", "tvm"]), &["unknown backend \"tvm\"", "cranelift"]);
+}

@@ -1,5 +1,6 @@
-//! The ONNX backend node tests, run on the reference interpreter and on the llvm backend
-//! (native code built for this machine and loaded into the process).
+//! The ONNX backend node tests, run on the reference interpreter, on the llvm backend
+//! (native code built for this machine and loaded into the process) and on the cranelift
+//! backend (compiled in the process).
 //!
 //! `tests/conformance/node.txt` lists the cases chanasc claims (one per line); every claimed
 //! case must pass. The cases come from `../shared/tools/gen_onnx_node_tests.py`, generated
@@ -69,6 +70,10 @@ fn run_case(case: &Path, backend: Backend) -> Result<(), String> {
     let outputs = match backend {
         Backend::Interp => interp::run(&g, &runtime_inputs).map_err(|e| e.to_string())?,
         Backend::Llvm => run_native(&g, &runtime_inputs, case)?,
+        Backend::Cranelift => {
+            let (m, _) = runtime::JitModel::build(&g, 1, &runtime::DefaultSchedules).map_err(|e| e.to_string())?;
+            m.run(&runtime_inputs).map_err(|e| e.to_string())?
+        }
     };
     if outputs.len() != expected.len() {
         return Err(format!("{} outputs, expected {}", outputs.len(), expected.len()));
@@ -97,6 +102,7 @@ fn run_native(g: &ir::Graph, inputs: &[Tensor], case: &Path) -> Result<Vec<Tenso
 enum Backend {
     Interp,
     Llvm,
+    Cranelift,
 }
 
 fn run_guarded(case: &Path, backend: Backend) -> Result<(), String> {
@@ -119,7 +125,11 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|_| {}));
 
     if std::env::var("CHANASC_CONFORMANCE").as_deref() == Ok("all") {
-        let backend = if std::env::var("CHANASC_CONFORMANCE_BACKEND").as_deref() == Ok("llvm") { Backend::Llvm } else { Backend::Interp };
+        let backend = match std::env::var("CHANASC_CONFORMANCE_BACKEND").as_deref() {
+            Ok("llvm") => Backend::Llvm,
+            Ok("cranelift") => Backend::Cranelift,
+            _ => Backend::Interp,
+        };
         let (mut passing, mut failing) = (Vec::new(), String::new());
         for c in &all {
             match run_guarded(&dir.join(c), backend) {
@@ -139,7 +149,7 @@ fn main() -> ExitCode {
     let manifest = std::fs::read_to_string(&manifest_path).expect("tests/conformance/node.txt is readable");
     let claimed: Vec<&str> = manifest.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).collect();
     let mut ok = true;
-    for backend in [Backend::Interp, Backend::Llvm] {
+    for backend in [Backend::Interp, Backend::Llvm, Backend::Cranelift] {
         let mut failures = Vec::new();
         for case in &claimed {
             let path = dir.join(case);
