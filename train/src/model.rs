@@ -275,16 +275,16 @@ impl Network {
     }
 }
 
-/// A small MobileNetV3-style CNN for 28x28 one-channel images (Fashion-MNIST): a stem, two
+/// A small MobileNetV3-style CNN (for 28x28 Fashion-MNIST, or 32x32 CIFAR-10): a stem, two
 /// inverted-residual-like stages (depthwise + pointwise) with squeeze-excite and hard-swish,
 /// global pooling and a classifier.
-pub fn fashion_cnn() -> Network {
+pub fn small_cnn(input: [usize; 3], classes: usize) -> Network {
     use Act::*;
     use Layer::*;
     Network {
-        name: "fashion_cnn".into(),
-        input: [1, 28, 28],
-        classes: 10,
+        name: "small_cnn".into(),
+        input,
+        classes,
         layers: vec![
             ConvBn { out: 24, kernel: 3, stride: 1, depthwise: false, act: HSwish },
             ConvBn { out: 48, kernel: 3, stride: 2, depthwise: false, act: Relu },
@@ -296,7 +296,7 @@ pub fn fashion_cnn() -> Network {
             ConvBn { out: 96, kernel: 1, stride: 1, depthwise: false, act: None },
             ConvBn { out: 256, kernel: 1, stride: 1, depthwise: false, act: HSwish },
             GlobalPool,
-            Linear { out: 10 },
+            Linear { out: classes },
         ],
     }
 }

@@ -89,7 +89,40 @@ pub(crate) fn conv2d_backward(g: &mut Graph, node: &Node, dy: ValueId, wants: &[
         )?;
         out[0] = Some(dx);
     }
-    if wants[1] {
+    if wants[1] && groups == 1 {
+        // A matrix product: dW [O, C*KH*KW] = dY [O, N*OH*OW] @ cols [N*OH*OW, C*KH*KW], the
+        // columns being the input's (strided) windows, one slice per kernel tap.
+        let padded = if pads == [0; 4] {
+            x
+        } else {
+            let p = vec![0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]];
+            g.add_node(Op::Pad { pads: p, mode: PadMode::Constant, value: 0.0 }, vec![x], None)?
+        };
+        let [sh, sw] = strides;
+        let p = oh * ow;
+        let mut taps = Vec::with_capacity(kh * kw);
+        for i in 0..kh {
+            for j in 0..kw {
+                let ends = vec![n as i64, c as i64, (i + (oh - 1) * sh + 1) as i64, (j + (ow - 1) * sw + 1) as i64];
+                let steps = vec![1, 1, sh as i64, sw as i64];
+                let full = type_of(g, padded).shape == [n, c, oh, ow];
+                let tap = if full {
+                    padded
+                } else {
+                    g.add_node(Op::Slice { starts: vec![0, 0, i as i64, j as i64], ends, steps }, vec![padded], None)?
+                };
+                taps.push(reshape(g, tap, &[n, c, 1, p])?);
+            }
+        }
+        let cols = if taps.len() == 1 { taps[0] } else { g.add_node(Op::Concat { axis: 2 }, taps, None)? };
+        let cols = transpose(g, cols, &[0, 3, 1, 2])?;
+        let cols = reshape(g, cols, &[n * p, c * kh * kw])?;
+        let d = reshape(g, dy, &[n, o, p])?;
+        let d = transpose(g, d, &[1, 0, 2])?;
+        let d = reshape(g, d, &[o, n * p])?;
+        let dw = g.add_node(Op::MatMul, vec![d, cols], None)?;
+        out[1] = Some(reshape(g, dw, &[o, c, kh, kw])?);
+    } else if wants[1] {
         // Batch = C/g, channels = (group, image); kernel = the output gradient [O, N, OH, OW].
         let x5 = reshape(g, x, &[n, groups, cg, h, wd])?;
         let xr = transpose(g, x5, &[2, 1, 0, 3, 4])?;

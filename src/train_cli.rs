@@ -1,0 +1,202 @@
+//! `chanasc train`: trains a network on an image dataset with chanasc's own kernels; progress
+//! on stderr, a checkpoint (safetensors, resumed when present) and a training-curve SVG.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use train::data::{self, Augment};
+use train::engine::Backend;
+use train::model;
+use train::optim::Sgd;
+use train::trainer::{self, Config, Progress};
+
+use crate::CliResult;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// fashion-mnist (Debian's dataset-fashion-mnist, or --data-dir), mnist (--data-dir:
+    /// the four IDX files, raw or .gz) or cifar10 (--data-dir: the binary batches).
+    #[arg(long, default_value = "fashion-mnist")]
+    dataset: String,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The network: small-cnn (a MobileNetV3-style CNN sized to the dataset's images).
+    #[arg(long, default_value = "small-cnn")]
+    network: String,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Peak learning rate (cosine schedule after warm-up).
+    #[arg(long, default_value_t = 0.1)]
+    lr: f32,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    #[arg(long, default_value_t = 5e-5)]
+    weight_decay: f32,
+    /// Plain momentum instead of Nesterov's.
+    #[arg(long)]
+    no_nesterov: bool,
+    #[arg(long, default_value_t = 0.1)]
+    label_smoothing: f32,
+    #[arg(long, default_value_t = 1.0)]
+    warmup_epochs: f32,
+    /// Random crop padding (pixels); 0 turns cropping off.
+    #[arg(long, default_value_t = 2)]
+    crop_padding: usize,
+    #[arg(long)]
+    no_flip: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// llvm (native code) or interp (the reference interpreter, slow).
+    #[arg(long, default_value = "llvm")]
+    backend: String,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Train on the first N training images only (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit_train: usize,
+    /// Evaluate on the first N test images only (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit_test: usize,
+    /// Also checkpoint every N steps (0: at the end of every epoch only).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: usize,
+    /// Stop after this many steps in all (the checkpoint lets a later run resume).
+    #[arg(long)]
+    stop_after_steps: Option<usize>,
+    /// The training curve (default: the checkpoint's path with .svg).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// The checkpoint: parameters, batch-norm statistics, optimizer state; a run resumes
+    /// from it when it exists.
+    #[arg(short = 'o', long)]
+    output: PathBuf,
+}
+
+fn load_dataset(name: &str, dir: Option<&Path>) -> CliResult<(data::Dataset, data::Dataset)> {
+    let need_dir = || dir.ok_or_else(|| format!("--dataset {name} needs --data-dir"));
+    match name {
+        "fashion-mnist" => data::load_mnist_like(dir.unwrap_or(Path::new(data::FASHION_MNIST_DIR))),
+        "mnist" => data::load_mnist_like(need_dir()?),
+        "cifar10" => data::load_cifar10(need_dir()?),
+        other => return Err(format!("unknown --dataset {other:?}; available: fashion-mnist, mnist, cifar10")),
+    }
+    .map_err(|e| e.to_string())
+}
+
+fn first(d: data::Dataset, n: usize) -> data::Dataset {
+    if n == 0 || n >= d.len() {
+        return d;
+    }
+    d.subset(&(0..n).collect::<Vec<_>>())
+}
+
+pub fn train(args: TrainArgs) -> CliResult<()> {
+    let backend = Backend::parse(&args.backend, args.threads).map_err(|e| e.to_string())?;
+    if args.epochs == 0 {
+        return Err("--epochs must be at least 1".into());
+    }
+    let (train_set, test_set) = load_dataset(&args.dataset, args.data_dir.as_deref())?;
+    let (train_set, test_set) = (first(train_set, args.limit_train), first(test_set, args.limit_test));
+    let input = [train_set.channels, train_set.height, train_set.width];
+    let classes = train_set.classes.max(test_set.classes);
+    let net = match args.network.as_str() {
+        "small-cnn" => model::small_cnn(input, classes),
+        other => return Err(format!("unknown --network {other:?}; available: small-cnn")),
+    };
+    let steps_per_epoch = train_set.len() / args.batch.max(1);
+    let cfg = Config {
+        epochs: args.epochs,
+        batch: args.batch,
+        eval_batch: 500.min(test_set.len().max(1)),
+        sgd: Sgd { lr: args.lr, momentum: args.momentum, weight_decay: args.weight_decay, nesterov: !args.no_nesterov },
+        warmup_steps: (args.warmup_epochs.max(0.0) * steps_per_epoch as f32) as usize,
+        label_smoothing: args.label_smoothing,
+        augment: (args.crop_padding > 0 || !args.no_flip).then_some(Augment { crop_padding: args.crop_padding, flip: !args.no_flip }),
+        bn_momentum: 0.1,
+        seed: args.seed,
+        backend,
+        checkpoint: Some(args.output.clone()),
+        checkpoint_every: args.checkpoint_every,
+        stop_after_steps: args.stop_after_steps,
+    };
+    eprintln!(
+        "training {} ({} parameters) on {} ({} train, {} test images of {}x{}x{}), {} epochs of {} steps, batch {}, {}",
+        net.name,
+        net.params().map_err(|e| e.to_string())?.0.iter().map(|p| p.shape.iter().product::<usize>()).sum::<usize>(),
+        args.dataset,
+        train_set.len(),
+        test_set.len(),
+        input[0],
+        input[1],
+        input[2],
+        args.epochs,
+        steps_per_epoch,
+        args.batch,
+        args.backend
+    );
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some((steps_per_epoch * args.epochs) as u64), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps {msg} (eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let start = Instant::now();
+    // Without a terminal the bar is hidden: its lines go to stderr directly.
+    let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
+    let mut progress = |p: Progress| match p {
+        Progress::Compiled { seconds, graph_nodes } => {
+            say(format!("compiled the training graph ({graph_nodes} nodes) and the evaluation graph in {seconds:.1} s"))
+        }
+        Progress::Step { epoch, step, steps, loss, lr } => {
+            bar.set_position((epoch * steps + step) as u64);
+            bar.set_message(format!("epoch {} loss {loss:.4} lr {lr:.4}", epoch + 1));
+        }
+        Progress::Epoch(s) => say(format!(
+            "epoch {:>3}: train_loss={:.4} train_acc={:.2}% test_acc={:.2}% lr={:.4} {:.1} s {:.0} images/s",
+            s.epoch,
+            s.train_loss,
+            100.0 * s.train_acc,
+            100.0 * s.test_acc,
+            s.lr,
+            s.seconds,
+            s.images_per_s
+        )),
+    };
+    let outcome = trainer::train(&net, &cfg, &train_set, &test_set, &mut progress).map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    let history = &outcome.state.history;
+    let plot = args.plot.clone().unwrap_or_else(|| args.output.with_extension("svg"));
+    if !history.is_empty() {
+        let title = format!("{} on {}", net.name, args.dataset);
+        std::fs::write(&plot, train::plot::training_curve(history, &title)).map_err(|e| format!("{}: {e}", plot.display()))?;
+    }
+    if !outcome.finished {
+        println!(
+            "stopped after {} steps (epoch {}, step {}); run the same command again to resume from {}",
+            outcome.state.global_step,
+            outcome.state.epoch + 1,
+            outcome.state.step_in_epoch,
+            args.output.display()
+        );
+        return Ok(());
+    }
+    let last = history.last().ok_or("no epoch ran")?;
+    let train_seconds: f64 = history.iter().map(|s| s.seconds).sum();
+    let images: f64 = history.iter().map(|s| s.seconds * s.images_per_s).sum();
+    println!(
+        "test_acc={:.4} train_acc={:.4} train_loss={:.4} epochs={} train_seconds={:.1} images_per_s={:.1} wall_seconds={:.1}",
+        last.test_acc,
+        last.train_acc,
+        last.train_loss,
+        history.len(),
+        train_seconds,
+        images / train_seconds.max(1e-9),
+        start.elapsed().as_secs_f64()
+    );
+    println!("checkpoint: {}  curve: {}", args.output.display(), plot.display());
+    Ok(())
+}
