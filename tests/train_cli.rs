@@ -99,6 +99,38 @@ fn trains_stops_and_resumes() {
 }
 
 #[test]
+fn a_killed_run_resumes_from_its_last_checkpoint() {
+    let dir = tempdir("kill");
+    write_dataset(&dir);
+    let data = dir.to_str().unwrap();
+    let whole = dir.join("whole.safetensors");
+    summary(&chanasc(&train_args(data, whole.to_str().unwrap())));
+    // Checkpoint every step; SIGKILL once a checkpoint is there, at whatever point the run is.
+    let killed = dir.join("killed.safetensors");
+    let mut args = train_args(data, killed.to_str().unwrap());
+    args.extend(["--checkpoint-every", "1"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chanasc"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !killed.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(killed.exists(), "no checkpoint within 120 s");
+    let (_, meta) = train::checkpoint::read(&killed).expect("the checkpoint is whole");
+    assert!(meta["global_step"].parse::<usize>().unwrap() >= 1);
+    summary(&chanasc(&train_args(data, killed.to_str().unwrap())));
+    let (a, _) = train::checkpoint::read(&whole).unwrap();
+    let (b, _) = train::checkpoint::read(&killed).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
 fn bad_arguments_are_one_line_errors() {
     let dir = tempdir("bad");
     let data = dir.to_str().unwrap();
