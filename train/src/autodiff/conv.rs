@@ -90,8 +90,8 @@ pub(crate) fn conv2d_backward(g: &mut Graph, node: &Node, dy: ValueId, wants: &[
         out[0] = Some(dx);
     }
     if wants[1] && groups == 1 {
-        // A matrix product: dW [O, C*KH*KW] = dY [O, N*OH*OW] @ cols [N*OH*OW, C*KH*KW], the
-        // columns being the input's (strided) windows, one slice per kernel tap.
+        // Matrix products: dW [O, C*KH*KW] = sum_n dY_n [O, OH*OW] @ cols_n [OH*OW, C*KH*KW],
+        // the columns being the input's (strided) windows, one slice per kernel tap.
         let padded = if pads == [0; 4] {
             x
         } else {
@@ -115,12 +115,13 @@ pub(crate) fn conv2d_backward(g: &mut Graph, node: &Node, dy: ValueId, wants: &[
             }
         }
         let cols = if taps.len() == 1 { taps[0] } else { g.add_node(Op::Concat { axis: 2 }, taps, None)? };
-        let cols = transpose(g, cols, &[0, 3, 1, 2])?;
-        let cols = reshape(g, cols, &[n * p, c * kh * kw])?;
+        // Per image, dY_n [O, P] @ cols_n^T [P, C*KH*KW], then summed over the images: the
+        // images are the product's parallel batch axis.
+        let cols = reshape(g, cols, &[n, c * kh * kw, p])?;
+        let cols = transpose(g, cols, &[0, 2, 1])?;
         let d = reshape(g, dy, &[n, o, p])?;
-        let d = transpose(g, d, &[1, 0, 2])?;
-        let d = reshape(g, d, &[o, n * p])?;
-        let dw = g.add_node(Op::MatMul, vec![d, cols], None)?;
+        let per_image = g.add_node(Op::MatMul, vec![d, cols], None)?;
+        let dw = g.add_node(Op::Reduce { kind: ReduceKind::Sum, axes: vec![0], keep_dims: false }, vec![per_image], None)?;
         out[1] = Some(reshape(g, dw, &[o, c, kh, kw])?);
     } else if wants[1] {
         // Batch = C/g, channels = (group, image); kernel = the output gradient [O, N, OH, OW].
