@@ -215,7 +215,7 @@ impl Network {
                     };
                     h = act(g, a, y)?;
                 }
-                Layer::SqueezeExcite { hidden } => {
+                Layer::SqueezeExcite { .. } => {
                     let (wr, br, we, be) = (take(), take(), take(), take());
                     let c = g.ty(h).shape[1];
                     let n = g.ty(h).shape[0];
@@ -226,7 +226,6 @@ impl Network {
                     let r = layers::relu(g, r)?;
                     let e = g.add_node(conv, vec![r, we, be], None)?;
                     let gate = layers::hard_sigmoid(g, e)?;
-                    let _ = hidden;
                     h = g.add_node(Op::Binary(BinaryOp::Mul), vec![h, gate], None)?;
                 }
                 Layer::GlobalPool => h = layers::global_avg_pool(g, h)?,

@@ -182,7 +182,6 @@ fn argmax_hits(logits: &Tensor, labels: &[i64], rows: usize) -> usize {
 /// Accuracy of the evaluation graph on `data` (un-augmented); a last partial batch is padded.
 pub fn evaluate(
     engine: &Engine,
-    graphs: &Graphs,
     state: &State,
     data: &Dataset,
     eval_batch: usize,
@@ -205,7 +204,6 @@ pub fn evaluate(
         correct += argmax_hits(&out[0], y.as_i64().expect("i64 labels"), rows);
         i += rows;
     }
-    let _ = graphs;
     Ok(correct as f64 / data.len().max(1) as f64)
 }
 
@@ -294,7 +292,7 @@ pub fn train(net: &Network, cfg: &Config, train: &Dataset, test: &Dataset, progr
                 }
             }
         }
-        let test_acc = evaluate(&eval_engine, &graphs, &state, test, cfg.eval_batch, &norm)?;
+        let test_acc = evaluate(&eval_engine, &state, test, cfg.eval_batch, &norm)?;
         let (loss_sum, hits, seen, secs) = state.partial;
         let stats = EpochStats {
             epoch: state.epoch + 1,
