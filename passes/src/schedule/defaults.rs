@@ -111,14 +111,27 @@ fn reduction_tiled(f: &Func, vw: usize) -> Option<Trace> {
     let tile: Vec<String>;
     let matrix_vector = !(tile_rows > 1 || width == 1);
     if !matrix_vector {
-        // rows_i x cols_i: tile_rows accumulators of one vector each.
+        // rows_i x cols_i: tile_rows accumulators of one vector each; for a channel-blocked
+        // convolution (loop 1 the output-channel block) whose input does not depend on that
+        // block, a few blocks too (blocks_i x rows_i x cols_i, about 16 accumulators), so
+        // that each input value loaded feeds several vectors.
         let rows = names[rows_at].clone();
+        let blocks =
+            if n == 5 && reuses_across(last, chain[1]) { divisor_at_most(chain[1].extent, (16 / tile_rows).clamp(1, 4)) } else { 1 };
         steps.push(Primitive::Split { loop_: cols.clone(), factor: width });
         steps.push(Primitive::Split { loop_: rows.clone(), factor: tile_rows });
-        for (i, l) in names.iter().enumerate() {
-            order.push(if i == rows_at { format!("{rows}_o") } else if i == n - 1 { format!("{cols}_o") } else { l.clone() });
+        if blocks > 1 {
+            steps.push(Primitive::Split { loop_: names[1].clone(), factor: blocks });
         }
-        tile = vec![format!("{rows}_i"), format!("{cols}_i")];
+        for (i, l) in names.iter().enumerate() {
+            let split = i == rows_at || i == n - 1 || (i == 1 && blocks > 1);
+            order.push(if split { format!("{l}_o") } else { l.clone() });
+        }
+        tile = if blocks > 1 {
+            vec![format!("{}_i", names[1]), format!("{rows}_i"), format!("{cols}_i")]
+        } else {
+            vec![format!("{rows}_i"), format!("{cols}_i")]
+        };
     } else {
         // Nothing to tile across rows (a matrix-vector product): the whole row of results is
         // the tile, so the reduction streams each row of the matrix once, in order.
@@ -137,9 +150,11 @@ fn reduction_tiled(f: &Func, vw: usize) -> Option<Trace> {
     let tile_at = order.last()?.clone();
     order.extend(tile.iter().cloned());
     steps.push(Primitive::Reorder { loops: order.clone() });
-    steps.push(Primitive::Unroll { loop_: tile[0].clone() });
+    for l in &tile[..tile.len() - 1] {
+        steps.push(Primitive::Unroll { loop_: l.clone() });
+    }
     if width > 1 {
-        steps.push(Primitive::Vectorize { loop_: tile[1].clone() });
+        steps.push(Primitive::Vectorize { loop_: tile[tile.len() - 1].clone() });
     }
     steps.push(Primitive::CacheWrite { buffer, at: tile_at });
     // A short innermost reduction loop (a kernel row) is unrolled: its loop overhead would
@@ -152,11 +167,26 @@ fn reduction_tiled(f: &Func, vw: usize) -> Option<Trace> {
         steps.push(Primitive::Unroll { loop_: name(f, innermost) });
     }
     // Everything above the tile's loop runs in parallel.
-    let above: Vec<String> = order[..order.len() - 3].to_vec();
+    let above: Vec<String> = order[..order.len() - tile.len() - 1].to_vec();
     if let Some(fused) = fuse_all(&mut steps, &above) {
         steps.push(Primitive::Parallel { loop_: fused });
     }
     Some(Trace(steps))
+}
+
+/// Whether the reduction loop under `nest` (its second statement) loads a tensor element
+/// that does not depend on `axis`: tiling `axis` in registers then reuses that load (a dense
+/// convolution's input across output-channel blocks, not a depthwise one's).
+fn reuses_across(nest: &Loop, axis: &Loop) -> bool {
+    let mut reused = false;
+    if let Some(reduction) = nest.body.get(1) {
+        reduction.walk_exprs(&mut |e| {
+            if let ir::loops::Expr::Load { index, .. } = e {
+                reused |= !index.is_empty() && !index.iter().any(|i| i.uses_var(axis.var));
+            }
+        });
+    }
+    reused
 }
 
 /// The fallback: the outermost loop in parallel, when the body is one loop.
