@@ -177,7 +177,7 @@ fn reduction_tiled(f: &Func, vw: usize) -> Option<Trace> {
 /// Whether the reduction loop under `nest` (its second statement) loads a tensor element
 /// that does not depend on `axis`: tiling `axis` in registers then reuses that load (a dense
 /// convolution's input across output-channel blocks, not a depthwise one's).
-fn reuses_across(nest: &Loop, axis: &Loop) -> bool {
+pub(super) fn reuses_across(nest: &Loop, axis: &Loop) -> bool {
     let mut reused = false;
     if let Some(reduction) = nest.body.get(1) {
         reduction.walk_exprs(&mut |e| {

@@ -60,6 +60,9 @@ struct ReductionNest {
     /// Constant parameters with a dimension indexed by exactly one spatial loop (not their
     /// last dimension): (buffer, dimension, spatial loop index), candidates for layout_block.
     blockable: Vec<(String, usize, usize)>,
+    /// The reduction loads a value that does not depend on loop 1 (a dense channel-blocked
+    /// convolution's input): the default schedule tiles loop 1 in registers too.
+    reuses_axis1: bool,
 }
 
 /// A perfect nest ending in one store.
@@ -176,7 +179,9 @@ impl Space {
                 set("vec_width", width);
                 set("row_axis", if rows > 1 { rows_at as i64 } else { -1 });
                 set("row_factor", rows);
-                set("tile2", -1);
+                // As defaults.rs: a few output-channel blocks of a dense blocked convolution.
+                let blocks = if n == 5 && rows > 1 && r.reuses_axis1 { divisor_at_most(r.extents[1], (16 / rows).clamp(1, 4)) } else { 1 };
+                set("tile2", if blocks > 1 { 1000 + blocks } else { -1 });
                 set("order", 0);
                 set("block", -1);
                 set("cache_at", 0);
@@ -265,7 +270,8 @@ fn reduction_nest(f: &Func, constants: &[bool]) -> Option<ReductionNest> {
         }
         blockable.extend(dims.into_iter().map(|(d, s)| (buffer.name.clone(), d, s)));
     }
-    Some(ReductionNest { names, extents, buffer: f.buffer(*buf).name.clone(), reduction, blockable })
+    let reuses_axis1 = nest.len() > 1 && super::defaults::reuses_across(last, nest[1]);
+    Some(ReductionNest { names, extents, buffer: f.buffer(*buf).name.clone(), reduction, blockable, reuses_axis1 })
 }
 
 fn reduction_space(r: ReductionNest, vw: i64) -> Space {
@@ -632,6 +638,76 @@ mod tests {
     }
   }
 }"#;
+
+    const BLOCKED_CONV: &str = r#"func "conv" {
+  param %x: f32[1,4,10,10,16]
+  param %w: f32[64,64,3,3]
+  param %y: f32[1,4,8,8,16]
+  for n in 0..1 {
+    for ob in 0..4 {
+      for oh in 0..8 {
+        for ow in 0..8 {
+          for oi in 0..16 {
+            %y[n, ob, oh, ow, oi] = 0.0
+            for icb in 0..4 {
+              for kh in 0..3 {
+                for kw in 0..3 {
+                  for ii in 0..16 {
+                    %y[n, ob, oh, ow, oi] = %y[n, ob, oh, ow, oi] + %x[n, icb, oh + kh, ow + kw, ii] * %w[ob * 16 + oi, icb * 16 + ii, kh, kw]
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}"#;
+
+    /// A dense channel-blocked convolution: the default schedule's register tile spans two
+    /// output-channel blocks (8 rows x 2 blocks x 16 lanes), the space's default point is
+    /// that tile, and every point with a second tiled axis computes the same result.
+    #[test]
+    fn blocked_conv_tiles_output_channel_blocks() {
+        let f = func(BLOCKED_CONV);
+        let default = super::super::default_schedule(&f, 16).to_json();
+        assert!(default.contains(r#"{"op":"split","loop":"ob","factor":2}"#), "{default}");
+        assert!(default.contains(r#"{"op":"unroll","loop":"ob_i"}"#), "{default}");
+        let space = Space::new(&f, 16, &[false, true, false]);
+        let point = space.default_point();
+        assert!(space.describe(&point).contains("tile2=1002"), "{}", space.describe(&point));
+        let (trace, _) = space.schedule(&f, &point).expect("the default point is valid");
+        assert!(trace.to_json().contains(r#"{"op":"unroll","loop":"ob_i"}"#), "{}", trace.to_json());
+        // Points with the second tiled axis: the tile's results match the unscheduled loops.
+        let x: Vec<f32> = (0..4 * 10 * 10 * 16).map(|i| (i % 11) as f32 * 0.25 - 1.0).collect();
+        let w: Vec<f32> = (0..64 * 64 * 9).map(|i| (i % 7) as f32 * 0.125 - 0.375).collect();
+        let run = |g: &Func| {
+            let mut args = vec![
+                ir::Tensor::new(vec![1, 4, 10, 10, 16], ir::TensorData::F32(x.clone())).unwrap(),
+                ir::Tensor::new(vec![64, 64, 3, 3], ir::TensorData::F32(w.clone())).unwrap(),
+                ir::Tensor::new(vec![1, 4, 8, 8, 16], ir::TensorData::F32(vec![0.0; 4 * 8 * 8 * 16])).unwrap(),
+            ];
+            interp::loops::run_func(g, &mut args).unwrap();
+            args.pop().unwrap()
+        };
+        let want = run(&f);
+        let tile2 = space.knobs.iter().position(|k| k.name == "tile2").unwrap();
+        let mut state = 7u64;
+        let mut checked = 0;
+        for _ in 0..100 {
+            if checked == 3 {
+                break;
+            }
+            let mut p = point.clone();
+            p[tile2] = 1 + (splitmix(&mut state) % (space.knobs[tile2].choices.len() as u64 - 1)) as usize;
+            if let Some((_, g)) = space.schedule(&f, &p) {
+                assert_eq!(run(&g), want, "point {}", space.describe(&p));
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 3, "second-axis tiles of the default point were refused");
+    }
 
     #[test]
     fn permutations_are_distinct_and_complete() {
