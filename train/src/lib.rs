@@ -14,6 +14,7 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod rng;
+pub mod supernet;
 pub mod trainer;
 
 pub use error::{Result, TrainError};

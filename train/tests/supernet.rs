@@ -1,0 +1,186 @@
+//! The elastic supernet on a small space, on the interpreter: a masked subnet computes what
+//! the directly built subnet with the same (cut) weights computes, in training mode and after
+//! batch-norm recalibration; masked-out weights get exactly zero gradient; the 28x28 space's
+//! largest and smallest subnets have the documented sizes.
+
+use std::collections::BTreeMap;
+
+use ir::Tensor;
+use train::rng::Rng;
+use train::supernet::{fmnist_mbv3, Kind, Space, StageDef, Subnet};
+
+fn small_space() -> Space {
+    Space {
+        name: "test".into(),
+        input: [1, 12, 12],
+        classes: 3,
+        stem: 8,
+        stem_stride: 1,
+        first_block: 8,
+        stages: vec![StageDef { width: 8, stride: 2, hs: false, se: false }, StageDef { width: 16, stride: 2, hs: true, se: true }],
+        final_expand: 32,
+    }
+}
+
+fn params(space: &Space, seed: u64) -> (Vec<Tensor>, BTreeMap<String, Tensor>) {
+    let mut rng = Rng::new(seed);
+    let layout = space.layout(None);
+    // Non-trivial batch-norm scales and shifts and SE biases, so that a masked channel that
+    // leaked would show.
+    let v: Vec<Tensor> = layout
+        .params
+        .iter()
+        .map(|p| {
+            let n: usize = p.shape.iter().product();
+            Tensor::f32(
+                p.shape.clone(),
+                (0..n).map(|_| 0.5 * rng.normal() + if p.name.ends_with("bn.weight") { 1.0 } else { 0.0 }).collect(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let named = layout.params.iter().map(|p| p.name.clone()).zip(v.iter().cloned()).collect();
+    (v, named)
+}
+
+fn images(space: &Space, n: usize, seed: u64) -> Tensor {
+    let mut rng = Rng::new(seed);
+    let [c, h, w] = space.input;
+    Tensor::f32(vec![n, c, h, w], (0..n * c * h * w).map(|_| rng.normal()).collect()).unwrap()
+}
+
+fn close(a: &Tensor, b: &Tensor, what: &str) {
+    assert_eq!(a.shape, b.shape, "{what}");
+    let (a, b) = (a.as_f32().unwrap(), b.as_f32().unwrap());
+    let scale = a.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= 1e-4 * scale, "{what}[{i}]: masked {x} vs direct {y}");
+    }
+}
+
+fn subnets(space: &Space) -> Vec<Subnet> {
+    let mut rng = Rng::new(11);
+    let mut v = vec![Subnet::smallest(space), Subnet::largest(space)];
+    v.extend((0..3).map(|_| Subnet::random(space, &mut rng)));
+    // A mixed one with a cut block in each stage.
+    v.push(Subnet { ks: vec![5, 3, 7, 3, 7, 5, 3, 3], e: vec![4, 6, 3, 3, 3, 4, 6, 3], d: vec![3, 2] });
+    v
+}
+
+#[test]
+fn masked_subnet_equals_direct_subnet() {
+    let space = small_space();
+    let (full, named) = params(&space, 1);
+    let x = images(&space, 4, 2);
+    let masked_stats = space.graph(None, Kind::Stats, 4, 0.0).unwrap();
+    let masked_eval = space.graph(None, Kind::Eval, 4, 0.0).unwrap();
+    let full_bn = space.layout(None).bn;
+    for sub in subnets(&space) {
+        let masks = space.masks(&sub).unwrap();
+        let mut inputs = vec![x.clone()];
+        inputs.extend(full.iter().cloned());
+        inputs.extend(masks.iter().cloned());
+        let m_out = interp::run(&masked_stats, &inputs).unwrap();
+
+        let direct_stats = space.graph(Some(&sub), Kind::Stats, 4, 0.0).unwrap();
+        let cut = space.slice_params(&sub, &named).unwrap();
+        let mut inputs = vec![x.clone()];
+        inputs.extend(cut.iter().cloned());
+        let d_out = interp::run(&direct_stats, &inputs).unwrap();
+        close(&m_out[0], &d_out[0], &format!("{} training-mode logits", sub.compact()));
+
+        // Evaluation with the batch's statistics as running statistics: the masked graph's
+        // statistics of the subnet's batch norms, cut, are the direct graph's.
+        let stats: BTreeMap<String, (Tensor, Tensor)> =
+            full_bn.iter().enumerate().map(|(k, (name, _))| (name.clone(), (m_out[1 + 2 * k].clone(), m_out[2 + 2 * k].clone()))).collect();
+        let direct_bn = space.layout(Some(&sub)).bn;
+        let mut inputs = vec![x.clone()];
+        inputs.extend(cut.iter().cloned());
+        for (k, (name, c)) in direct_bn.iter().enumerate() {
+            let (m, v) = &stats[name];
+            let (m, v) = (train::supernet::crop(m, &[*c]).unwrap(), train::supernet::crop(v, &[*c]).unwrap());
+            close(&m, &d_out[1 + 2 * k], &format!("{} {name} mean", sub.compact()));
+            inputs.push(m);
+            inputs.push(v);
+        }
+        let direct_eval = space.graph(Some(&sub), Kind::Eval, 4, 0.0).unwrap();
+        let d_logits = interp::run(&direct_eval, &inputs).unwrap();
+        let mut inputs = vec![x.clone()];
+        inputs.extend(full.iter().cloned());
+        for (name, _) in &full_bn {
+            inputs.push(stats[name].0.clone());
+            inputs.push(stats[name].1.clone());
+        }
+        inputs.extend(masks);
+        let m_logits = interp::run(&masked_eval, &inputs).unwrap();
+        close(&m_logits[0], &d_logits[0], &format!("{} eval logits", sub.compact()));
+        close(&m_logits[0], &m_out[0], &format!("{} eval vs training-mode logits", sub.compact()));
+    }
+}
+
+#[test]
+fn masked_out_weights_get_zero_gradient() {
+    let space = small_space();
+    let (full, _) = params(&space, 3);
+    let layout = space.layout(None);
+    let g = space.graph(None, Kind::Train, 4, 0.1).unwrap();
+    // Stage 0 at depth 2 with kernel 3 and expand 3 in block 0; stage 1 full.
+    let sub = Subnet { ks: vec![3, 5, 7, 7, 7, 7, 7, 7], e: vec![3, 6, 6, 6, 6, 6, 6, 6], d: vec![2, 4] };
+    let mut inputs = vec![images(&space, 4, 5), Tensor::i64(vec![4], vec![0, 1, 2, 1]).unwrap()];
+    inputs.extend(full.iter().cloned());
+    inputs.extend(space.masks(&sub).unwrap());
+    let out = interp::run(&g, &inputs).unwrap();
+    let grad = |name: &str| -> Vec<f32> {
+        let k = layout.params.iter().position(|p| p.name == name).unwrap_or_else(|| panic!("{name}"));
+        out[2 + k].as_f32().unwrap().to_vec()
+    };
+    // Block s0.b0: kernel 3 of 7 -> only the centre 3x3 of each channel's kernel; expand 3:
+    // mid 24 of 48 channels.
+    let (mid, max_mid) = (train::supernet::mid_width(8, 3), train::supernet::mid_width(8, 6));
+    assert_eq!((mid, max_mid), (24, 48));
+    let dw = grad("s0.b0.dw.weight");
+    let mut inside = 0.0f32;
+    for c in 0..max_mid {
+        for r in 0..7 {
+            for q in 0..7 {
+                let v = dw[c * 49 + r * 7 + q];
+                if c >= mid || !(2..5).contains(&r) || !(2..5).contains(&q) {
+                    assert_eq!(v, 0.0, "dw channel {c} tap ({r},{q})");
+                } else {
+                    inside += v.abs();
+                }
+            }
+        }
+    }
+    assert!(inside > 0.0, "the active centre taps learn");
+    let ex = grad("s0.b0.expand.weight"); // [48, 8, 1, 1]
+    assert!(ex[mid * 8..].iter().all(|&v| v == 0.0), "expand rows past the width");
+    assert!(ex[..mid * 8].iter().any(|&v| v != 0.0));
+    for n in ["s0.b0.expand.bn.weight", "s0.b0.dw.bn.bias"] {
+        let v = grad(n);
+        assert!(v[mid..].iter().all(|&v| v == 0.0) && v[..mid].iter().any(|&v| v != 0.0), "{n}");
+    }
+    let pr = grad("s0.b0.project.weight"); // [8, 48, 1, 1]
+    for o in 0..8 {
+        assert!(pr[o * 48 + mid..(o + 1) * 48].iter().all(|&v| v == 0.0), "project inputs past the width");
+    }
+    // Stage 0's blocks 2 and 3 are cut by depth: all their weights are still.
+    for p in layout.params.iter().filter(|p| p.name.starts_with("s0.b2.") || p.name.starts_with("s0.b3.")) {
+        assert!(grad(&p.name).iter().all(|&v| v == 0.0), "{} of a skipped block", p.name);
+    }
+    // Stage 1's block 3 is active: it learns.
+    assert!(grad("s1.b3.dw.weight").iter().any(|&v| v != 0.0));
+}
+
+#[test]
+fn fmnist_space_sizes() {
+    let space = fmnist_mbv3(10);
+    let big = space.macs(&Subnet::largest(&space));
+    let small = space.macs(&Subnet::smallest(&space));
+    assert!(small < big / 3, "{small} vs {big}");
+    let n: usize = space.layout(None).params.iter().map(|p| p.shape.iter().product::<usize>()).sum();
+    assert!((100_000..1_000_000).contains(&n), "{n} parameters");
+    // An OFA arch dict maps onto the first four stages.
+    let a = nas::ArchConfig::max(32);
+    assert_eq!(Subnet::from_arch(&space, &a).unwrap(), Subnet::largest(&space));
+}
