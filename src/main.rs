@@ -4,6 +4,7 @@ mod cosearch_cli;
 mod nas_cli;
 mod presched_cli;
 mod search_cli;
+mod supernet_cli;
 mod train_cli;
 mod tune_cli;
 
@@ -142,6 +143,12 @@ enum Command {
     /// Train a network on an image dataset (Fashion-MNIST by default) with chanasc's own
     /// kernels; writes a resumable safetensors checkpoint and a training-curve SVG.
     Train(train_cli::TrainArgs),
+    /// Train the elastic weight-sharing supernet of a search space (sandwich rule, batch-norm
+    /// recalibration); its checkpoint is the `supernet:PATH` accuracy oracle.
+    Supernet {
+        #[command(subcommand)]
+        command: supernet_cli::SupernetCommand,
+    },
     /// Write a built-in example network as ONNX (tiny-cnn: a MobileNetV3-style CNN, 3x32x32 -> 10).
     Example {
         #[arg(default_value = "tiny-cnn")]
@@ -181,6 +188,7 @@ fn main() -> ExitCode {
         Command::Lut { command } => search_cli::run_lut(command),
         Command::Search(args) => search_cli::search(args),
         Command::Train(args) => train_cli::train(args),
+        Command::Supernet { command } => supernet_cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

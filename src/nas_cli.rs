@@ -108,7 +108,7 @@ fn eval(
         let options = nas::OracleOptions {
             timeout: Duration::from_secs_f64(timeout),
         };
-        let mut oracle = nas::parse_oracle(spec, &options).map_err(|e| e.to_string())?;
+        let mut oracle = crate::supernet_cli::parse_oracle(spec, &options)?;
         let acc = oracle.evaluate(&a).map_err(|e| e.to_string())?;
         lines.push(format!("val_acc={:.6}", acc.val));
         if let (Some(train), Some(gap)) = (acc.train, acc.gap()) {

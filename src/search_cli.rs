@@ -562,7 +562,7 @@ pub fn search(args: SearchArgs) -> CliResult<()> {
     let table = load_tables(&args.lut)?;
     let resolutions = covered_resolutions(&table, args.width, &args.resolutions, &args.lut)?;
     let oracle_options = nas::OracleOptions { timeout: Duration::from_secs_f64(args.oracle_timeout) };
-    let mut oracle = nas::parse_oracle(&args.accuracy, &oracle_options).map_err(|e| e.to_string())?;
+    let mut oracle = crate::supernet_cli::parse_oracle(&args.accuracy, &oracle_options)?;
     if !(0.0..100.0).contains(&args.margin) {
         return Err(format!("--margin {}: must be a percentage in [0, 100)", args.margin));
     }

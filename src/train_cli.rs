@@ -75,7 +75,7 @@ pub struct TrainArgs {
     output: PathBuf,
 }
 
-fn load_dataset(name: &str, dir: Option<&Path>) -> CliResult<(data::Dataset, data::Dataset)> {
+pub(crate) fn load_dataset(name: &str, dir: Option<&Path>) -> CliResult<(data::Dataset, data::Dataset)> {
     let need_dir = || dir.ok_or_else(|| format!("--dataset {name} needs --data-dir"));
     match name {
         "fashion-mnist" => data::load_mnist_like(dir.unwrap_or(Path::new(data::FASHION_MNIST_DIR))),
@@ -86,7 +86,7 @@ fn load_dataset(name: &str, dir: Option<&Path>) -> CliResult<(data::Dataset, dat
     .map_err(|e| e.to_string())
 }
 
-fn first(d: data::Dataset, n: usize) -> data::Dataset {
+pub(crate) fn first(d: data::Dataset, n: usize) -> data::Dataset {
     if n == 0 || n >= d.len() {
         return d;
     }

@@ -1,0 +1,217 @@
+//! `chanasc supernet train`: trains the elastic supernet of a search space (sandwich rule,
+//! one masked graph for every subnet), with a progress bar, a resumable checkpoint and a
+//! training-curve SVG; and the `supernet:PATH` accuracy oracle.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use train::data::Augment;
+use train::engine::Backend;
+use train::optim::Sgd;
+use train::supernet::{self, Subnet, SupernetConfig, SupernetProgress};
+use train::trainer::Config;
+
+use crate::train_cli::{first, load_dataset};
+use crate::CliResult;
+
+#[derive(Subcommand)]
+pub enum SupernetCommand {
+    /// Train a supernet (each step: the largest, the smallest and random subnets on one batch);
+    /// after each epoch the largest and smallest subnets are evaluated after batch-norm
+    /// recalibration.
+    Train(SupernetTrainArgs),
+}
+
+#[derive(Args)]
+pub struct SupernetTrainArgs {
+    /// The search space: fmnist-mbv3 (MobileNetV3 scaled to 28x28, docs/space-28x28.md).
+    #[arg(long, default_value = "fmnist-mbv3")]
+    space: String,
+    /// fashion-mnist (Debian's dataset-fashion-mnist, or --data-dir) or mnist (--data-dir).
+    #[arg(long, default_value = "fashion-mnist")]
+    dataset: String,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    #[arg(long, default_value_t = 0.1)]
+    lr: f32,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    #[arg(long, default_value_t = 5e-5)]
+    weight_decay: f32,
+    #[arg(long, default_value_t = 0.1)]
+    label_smoothing: f32,
+    #[arg(long, default_value_t = 1.0)]
+    warmup_epochs: f32,
+    /// Random crop padding (pixels); 0 turns cropping off.
+    #[arg(long, default_value_t = 2)]
+    crop_padding: usize,
+    #[arg(long)]
+    no_flip: bool,
+    /// Random subnets per step besides the largest and the smallest.
+    #[arg(long, default_value_t = 2)]
+    random_subnets: usize,
+    /// Training images the batch norms are recalibrated on before an evaluation.
+    #[arg(long, default_value_t = 2000)]
+    calib_images: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "llvm")]
+    backend: String,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Train on the first N training images only (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit_train: usize,
+    /// Evaluate on the first N test images only (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit_test: usize,
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: usize,
+    #[arg(long)]
+    stop_after_steps: Option<usize>,
+    /// The training curve (default: the checkpoint's path with .svg).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// The checkpoint (the supernet's weights, optimizer state); resumed when it exists.
+    #[arg(short = 'o', long)]
+    output: PathBuf,
+}
+
+pub fn run(command: SupernetCommand) -> CliResult<()> {
+    match command {
+        SupernetCommand::Train(args) => train(args),
+    }
+}
+
+fn train(args: SupernetTrainArgs) -> CliResult<()> {
+    let backend = Backend::parse(&args.backend, args.threads).map_err(|e| e.to_string())?;
+    if args.epochs == 0 {
+        return Err("--epochs must be at least 1".into());
+    }
+    let (train_set, test_set) = load_dataset(&args.dataset, args.data_dir.as_deref())?;
+    let (train_set, test_set) = (first(train_set, args.limit_train), first(test_set, args.limit_test));
+    let classes = train_set.classes.max(test_set.classes);
+    let space = supernet::space_by_name(&args.space, classes).map_err(|e| e.to_string())?;
+    let steps_per_epoch = train_set.len() / args.batch.max(1);
+    let cfg = SupernetConfig {
+        base: Config {
+            epochs: args.epochs,
+            batch: args.batch,
+            eval_batch: 500.min(test_set.len().max(1)),
+            sgd: Sgd { lr: args.lr, momentum: args.momentum, weight_decay: args.weight_decay, nesterov: true },
+            warmup_steps: (args.warmup_epochs.max(0.0) * steps_per_epoch as f32) as usize,
+            label_smoothing: args.label_smoothing,
+            augment: (args.crop_padding > 0 || !args.no_flip).then_some(Augment { crop_padding: args.crop_padding, flip: !args.no_flip }),
+            bn_momentum: 0.1,
+            seed: args.seed,
+            backend,
+            checkpoint: Some(args.output.clone()),
+            checkpoint_every: args.checkpoint_every,
+            stop_after_steps: args.stop_after_steps,
+        },
+        random_subnets: args.random_subnets,
+        calib_images: args.calib_images,
+        dataset: args.dataset.clone(),
+        data_dir: args.data_dir.clone(),
+    };
+    let params: usize = space.layout(None).params.iter().map(|p| p.shape.iter().product::<usize>()).sum();
+    eprintln!(
+        "training the {} supernet ({params} parameters; largest subnet {:.1} M MACs, smallest {:.1} M) on {} ({} train, {} test images), \
+         {} epochs of {} steps, batch {}, {} subnets a step, {}",
+        space.name,
+        space.macs(&Subnet::largest(&space)) as f64 / 1e6,
+        space.macs(&Subnet::smallest(&space)) as f64 / 1e6,
+        args.dataset,
+        train_set.len(),
+        test_set.len(),
+        args.epochs,
+        steps_per_epoch,
+        args.batch,
+        2 + args.random_subnets,
+        args.backend
+    );
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some((steps_per_epoch * args.epochs) as u64), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps {msg} (eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let start = Instant::now();
+    let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
+    let mut progress = |p: SupernetProgress| match p {
+        SupernetProgress::Compiled { seconds, graph_nodes } => say(format!(
+            "compiled the supernet's training graph ({graph_nodes} nodes) and its statistics and evaluation graphs in {seconds:.1} s"
+        )),
+        SupernetProgress::Step { epoch, step, steps, loss, lr } => {
+            bar.set_position((epoch * steps + step) as u64);
+            bar.set_message(format!("epoch {} largest loss {loss:.4} lr {lr:.4}", epoch + 1));
+        }
+        SupernetProgress::Epoch(e) => say(format!(
+            "epoch {:>3}: largest train_loss={:.4} train_acc={:.2}% test_acc={:.2}%, smallest test_acc={:.2}%, lr={:.4} {:.1} s \
+             {:.1} images/s ({:.1} subnet-images/s)",
+            e.stats.epoch,
+            e.stats.train_loss,
+            100.0 * e.stats.train_acc,
+            100.0 * e.stats.test_acc,
+            100.0 * e.smallest_test_acc,
+            e.stats.lr,
+            e.stats.seconds,
+            e.stats.images_per_s,
+            e.stats.images_per_s * (2 + args.random_subnets) as f64
+        )),
+    };
+    let outcome = supernet::train_supernet(&space, &cfg, &train_set, &test_set, &mut progress).map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    let history: Vec<_> = outcome.state.history.iter().map(|e| e.stats.clone()).collect();
+    let plot = args.plot.clone().unwrap_or_else(|| args.output.with_extension("svg"));
+    if !history.is_empty() {
+        let title = format!("{} supernet (largest subnet) on {}", space.name, args.dataset);
+        std::fs::write(&plot, train::plot::training_curve(&history, &title)).map_err(|e| format!("{}: {e}", plot.display()))?;
+    }
+    if !outcome.finished {
+        println!(
+            "stopped after {} steps (epoch {}, step {}); run the same command again to resume from {}",
+            outcome.state.global_step,
+            outcome.state.epoch + 1,
+            outcome.state.step_in_epoch,
+            args.output.display()
+        );
+        return Ok(());
+    }
+    let last = outcome.state.history.last().ok_or("no epoch ran")?;
+    let secs: f64 = history.iter().map(|s| s.seconds).sum();
+    let images: f64 = history.iter().map(|s| s.seconds * s.images_per_s).sum();
+    println!(
+        "largest_test_acc={:.4} smallest_test_acc={:.4} largest_train_acc={:.4} epochs={} train_seconds={:.1} images_per_s={:.1} wall_seconds={:.1}",
+        last.stats.test_acc,
+        last.smallest_test_acc,
+        last.stats.train_acc,
+        history.len(),
+        secs,
+        images / secs.max(1e-9),
+        start.elapsed().as_secs_f64()
+    );
+    println!("checkpoint: {}  curve: {}", args.output.display(), plot.display());
+    Ok(())
+}
+
+/// An accuracy oracle by its spec: `supernet:PATH` (a supernet checkpoint; val_acc on the
+/// dataset's test split, train_acc on a fixed training subset, inherited weights and
+/// recalibrated batch norms), or any of [`nas::parse_oracle`]'s.
+pub fn parse_oracle(spec: &str, options: &nas::OracleOptions) -> CliResult<Box<dyn nas::AccuracyOracle>> {
+    if let Some(path) = spec.strip_prefix("supernet:") {
+        if path.is_empty() {
+            return Err("supernet: needs a checkpoint path (supernet:PATH)".into());
+        }
+        let backend = Backend::Llvm { threads: 2 };
+        let o = supernet::SupernetOracle::load(std::path::Path::new(path), None, backend).map_err(|e| e.to_string())?;
+        return Ok(Box::new(o));
+    }
+    nas::parse_oracle(spec, options).map_err(|e| e.to_string())
+}
