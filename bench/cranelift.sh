@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The cranelift tier against LLVM, measured in one run on the fixture models: compile time
 # (model file to runnable code, in process, `chanasc bench`'s "compiled in") and run time
-# (median, 1 thread) with the same schedules (the host's default schedules), then the
-# agreement of the two backends' rankings of tuner candidates (examples/cranelift_rank.rs).
+# (median, 1 thread) with the default schedules (LLVM: the host's; cranelift: the same
+# decisions with register tiles resized for its 16 xmm registers, runtime/src/jit_schedule.rs),
+# then the agreement of the two backends' rankings of tuner candidates
+# (examples/cranelift_rank.rs).
 # Writes the section "cranelift JIT against LLVM" of bench/RESULTS.md, keeping the others.
 #   bash bench/cranelift.sh [RUNS] [CANDIDATES]   (needs ../shared/fixtures)
 set -euo pipefail
@@ -14,6 +16,7 @@ FIX=${CHANASC_SHARED:-../shared}/fixtures/models
 cargo build --release --locked -q
 cargo build --release --locked -q --example cranelift_rank
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 rows=()
 for m in "$FIX"/*.onnx; do
   name=$(basename "$m" .onnx)
@@ -44,6 +47,7 @@ for name in mobilenet_v3_small resnet18; do
   rank+=("$(grep -v '^task |' "$T/rank-$name" | grep -v '^mean' | sed "s/^/| $name | /; s/$/ |/")")
   rank+=("| $name | mean | | $(awk '/^mean/ {print $NF}' "$T/rank-$name") | | |")
 done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 simd=$(grep -q -w avx512f /proc/cpuinfo && echo avx512f || (grep -q -w avx2 /proc/cpuinfo && echo avx2))
 {
@@ -52,10 +56,14 @@ simd=$(grep -q -w avx512f /proc/cpuinfo && echo avx512f || (grep -q -w avx2 /pro
   echo "## cranelift JIT against LLVM"
   echo
   echo "Measured $(date -u +%Y-%m-%d) on $cpu ($(nproc) cores, ${simd:-no avx2}; a KVM guest shared"
-  echo "with other developers' work), all in one run of \`bash bench/cranelift.sh $RUNS $CANDIDATES\`. Both"
-  echo "backends get the same schedules, the host's defaults (16-lane vector loops for AVX-512):"
-  echo "LLVM emits them as zmm registers, cranelift (128-bit SIMD only) as four f32x4 registers"
-  echo "each, with register tiles kept in variables. Compile time is model file to runnable code in"
+  echo "with other developers' work: load average $load_before at the start, $load_after at the end),"
+  echo "all in one run of \`bash bench/cranelift.sh $RUNS $CANDIDATES\`. Schedules: LLVM gets the host's"
+  echo "default schedules (16-lane vector loops for AVX-512, register tiles of up to 7-8 rows, or"
+  echo "2-4 output-channel blocks, x 16 lanes in zmm registers); cranelift (128-bit SIMD only, 16"
+  echo "xmm registers) the same decisions (the same loops tiled, vectorized, unrolled, accumulated"
+  echo "in a tile and run in parallel) with each register tile resized for its registers: one"
+  echo "f32x4 per row and the rows and blocks cut to divisors giving at most 12 accumulators"
+  echo "(runtime/src/jit_schedule.rs); other programs' schedules are the same. Compile time is model file to runnable code in"
   echo "the process (\`chanasc bench\`'s \"compiled in\": import, graph passes, lowering, schedules,"
   echo "then LLVM with the C glue, linking and dlopen, or cranelift's JIT); run time is the median"
   echo "of $RUNS runs, 1 thread. Each backend ran twice, interleaved, and the faster run counts."

@@ -15,7 +15,7 @@ use llvm_backend::Target;
 use crate::load::{checked_outputs, data_ptr};
 use crate::plan::{bytes_of, Location, ALIGN};
 use crate::pool::Pool;
-use crate::{lower_and_schedule_with, staged_inputs, weight_blobs, RuntimeError, ScheduleSource};
+use crate::{lower_and_schedule_defaults, staged_inputs, weight_blobs, RuntimeError, ScheduleSource};
 
 /// 64-byte aligned bytes, zero-padded to a multiple of 64.
 struct Aligned {
@@ -105,7 +105,7 @@ impl JitModel {
     /// cranelift and prepares the arena; `threads` 0 means one per CPU.
     pub fn build(g: &Graph, threads: usize, schedules: &dyn ScheduleSource) -> Result<(JitModel, JitReport), RuntimeError> {
         let start = Instant::now();
-        let lowered = lower_and_schedule_with(g, &Target::host(), "model", true, schedules)?;
+        let lowered = lower_and_schedule_defaults(g, &Target::host(), "model", true, schedules, crate::jit_schedule::jit_default_schedule)?;
         let plan = crate::plan::plan(&lowered.graph, &lowered.steps);
         let (blobs, overrides) = weight_blobs(&lowered, &plan)?;
         let lower = start.elapsed();

@@ -4,6 +4,7 @@
 
 mod glue;
 pub mod jit;
+pub mod jit_schedule;
 pub mod link;
 pub mod load;
 pub mod plan;
@@ -150,6 +151,19 @@ pub fn lower_and_schedule_with(
     optimize: bool,
     schedules: &dyn ScheduleSource,
 ) -> Result<Lowered, RuntimeError> {
+    lower_and_schedule_defaults(g, target, prefix, optimize, schedules, default_schedule)
+}
+
+/// [`lower_and_schedule_with`] with the default schedules `defaults(func, vector width)` (a
+/// backend's own: see [`jit_schedule`]).
+pub fn lower_and_schedule_defaults(
+    g: &Graph,
+    target: &Target,
+    prefix: &str,
+    optimize: bool,
+    schedules: &dyn ScheduleSource,
+    defaults: fn(&Func, usize) -> Trace,
+) -> Result<Lowered, RuntimeError> {
     let graph = passes::pipeline::prepare_graph(g, optimize)?;
     let steps = passes::lower::lower_graph(&graph)?;
     let mut programs = Vec::new();
@@ -166,7 +180,7 @@ pub fn lower_and_schedule_with(
         let (trace, func) = match chosen {
             Some(c) => c,
             None => {
-                let trace = default_schedule(&p.func, target.vector_width());
+                let trace = defaults(&p.func, target.vector_width());
                 let func = trace.apply(&p.func)?;
                 (trace, func)
             }

@@ -17,6 +17,14 @@ use crate::{CraneliftError, Kernel};
 /// Temporaries above this many bytes live on the heap: thread stacks are small.
 const STACK_TEMP_LIMIT: usize = 64 * 1024;
 
+/// The most statements (f32x4 chunks) an unrolled innermost loop's pass generates. cranelift
+/// computes each pure value (an FMA, a read-only load) where it is first needed, which for a
+/// register tile's accumulators is the loop's back edge: every accumulator's chain through
+/// the unrolled steps in turn, the values each step loaded live until the last chain has used
+/// them. A few steps of a one-vector-per-row tile (8 accumulators, 4 steps) keep that within
+/// the 16 xmm registers; more spill.
+const UNROLL_WORK: i64 = 32;
+
 /// Why code generation of one kernel stopped.
 #[derive(Debug)]
 pub(crate) enum GenError {
@@ -58,6 +66,14 @@ pub(crate) struct Gen<'a, 'b> {
     pub vars: Vec<Option<Value>>,
     /// The inclusive range of each loop variable in scope.
     pub ranges: Vec<Option<(i64, i64)>>,
+    /// The nesting depth of each serial loop variable in scope (1 for the outermost), and the
+    /// current depth: address arithmetic adds its terms outermost first, so that each partial
+    /// sum is invariant in the inner loops and cranelift hoists it out of them.
+    pub depth: Vec<usize>,
+    pub level: usize,
+    /// Opaque i64 constants (see [`Gen::konst`]), and those asked for that were not there.
+    pub consts: HashMap<i64, Value>,
+    pub wanted: std::collections::BTreeSet<i64>,
     pub simd: Option<Simd>,
 }
 
@@ -71,18 +87,26 @@ pub(crate) fn build(
     k: &Kernel,
 ) -> Result<(), CraneliftError> {
     let sig = func.signature.clone();
-    let first = plan::plan(k.func, true);
-    let promoted = first.promoted.iter().any(|&p| p);
-    let result = match generate(module, imports, func, fctx, k.func, first) {
-        Err(GenError::NotPromotable) if promoted => {
-            func.clear();
-            func.signature = sig;
-            *fctx = FunctionBuilderContext::new();
-            generate(module, imports, func, fctx, k.func, plan::plan(k.func, false))
-        }
+    let mut attempt = |promote: bool, consts: &[i64]| {
+        func.clear();
+        func.signature = sig.clone();
+        *fctx = FunctionBuilderContext::new();
+        generate(module, imports, func, fctx, k.func, plan::plan(k.func, promote), consts)
+    };
+    let promoted = plan::plan(k.func, true).promoted.iter().any(|&p| p);
+    let mut promote = true;
+    let mut result = attempt(true, &[]);
+    if matches!(result, Err(GenError::NotPromotable)) && promoted {
+        promote = false;
+        result = attempt(false, &[]);
+    }
+    // Again with the constants that address arithmetic outside the innermost loop asked for
+    // made opaque (see `Gen::konst`).
+    let result = match result {
+        Ok(wanted) if !wanted.is_empty() => attempt(promote, &wanted),
         r => r,
     };
-    result.map_err(|e| match e {
+    result.map(|_| ()).map_err(|e| match e {
         GenError::Unsupported(what) => CraneliftError::Unsupported { symbol: k.symbol.clone(), func: k.func.name.clone(), what },
         GenError::Internal(msg) => CraneliftError::Gen { symbol: k.symbol.clone(), func: k.func.name.clone(), msg },
         GenError::NotPromotable => CraneliftError::Gen {
@@ -100,7 +124,8 @@ fn generate(
     fctx: &mut FunctionBuilderContext,
     f: &Func,
     plan: Plan,
-) -> R<()> {
+    consts: &[i64],
+) -> R<Vec<i64>> {
     let mut b = FunctionBuilder::new(func, fctx);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -120,6 +145,10 @@ fn generate(
         regs: vec![Vec::new(); f.buffers.len()],
         vars: vec![None; f.vars.len()],
         ranges: vec![None; f.vars.len()],
+        depth: vec![0; f.vars.len()],
+        level: 0,
+        consts: HashMap::new(),
+        wanted: std::collections::BTreeSet::new(),
         simd: None,
         plan,
     };
@@ -158,6 +187,29 @@ fn generate(
             }
         }
     }
+    if !consts.is_empty() {
+        // The constants reach the body as parameters of a block with two predecessors that
+        // pass different values (the one taken when `args` is null never runs): values
+        // cranelift cannot see through, which it can hoist out of loops (it recomputes an
+        // iconst, and so everything computed from one, in each block that uses it).
+        let null = g.b.ins().icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::Equal, args, 0);
+        let (never, always, join) = (g.b.create_block(), g.b.create_block(), g.b.create_block());
+        g.b.ins().brif(null, never, &[], always, &[]);
+        for (block, real) in [(never, false), (always, true)] {
+            g.b.switch_to_block(block);
+            g.b.seal_block(block);
+            let vals: Vec<BlockArg> =
+                consts.iter().map(|&c| BlockArg::Value(g.b.ins().iconst(types::I64, if real { c } else { 0 }))).collect();
+            g.b.ins().jump(join, &vals);
+        }
+        for _ in consts {
+            g.b.append_block_param(join, types::I64);
+        }
+        g.b.switch_to_block(join);
+        g.b.seal_block(join);
+        let params = g.b.block_params(join).to_vec();
+        g.consts = consts.iter().copied().zip(params).collect();
+    }
     match f.body.as_slice() {
         [Stmt::For(l)] if l.kind == LoopKind::Parallel => {
             let zero = g.b.ins().iconst(types::I64, 0);
@@ -173,11 +225,36 @@ fn generate(
     }
     g.b.ins().return_(&[]);
     let config = g.module.isa().frontend_config();
+    let wanted = if consts.is_empty() { g.wanted.iter().copied().collect() } else { Vec::new() };
     g.b.finalize(config);
-    Ok(())
+    Ok(wanted)
 }
 
 impl Gen<'_, '_> {
+    /// The constant `c` for arithmetic that cranelift should hoist out of the loops inside
+    /// the current one (`hoist`): an opaque value when the kernel was generated with it (the
+    /// first generation collects them), else an iconst.
+    pub(crate) fn konst(&mut self, c: i64, hoist: bool) -> Value {
+        if hoist {
+            if let Some(&v) = self.consts.get(&c) {
+                return v;
+            }
+            self.wanted.insert(c);
+        }
+        self.b.ins().iconst(types::I64, c)
+    }
+
+    /// The deepest serial loop whose variable `e` uses (0: none).
+    pub(crate) fn depth_of(&self, e: &Expr) -> usize {
+        let mut d = 0;
+        e.walk(&mut |x| {
+            if let Expr::Var(v) = x {
+                d = d.max(self.depth[v.index()]);
+            }
+        });
+        d
+    }
+
     /// The per-function reference of a helper function.
     fn helper_ref(&mut self, h: Helper) -> R<FuncRef> {
         if let Some(&r) = self.refs.get(&h) {
@@ -238,14 +315,50 @@ impl Gen<'_, '_> {
             _ => {
                 let lo = self.b.ins().iconst(types::I64, 0);
                 let hi = self.b.ins().iconst(types::I64, l.extent);
-                self.serial_loop(l, lo, hi)
+                let unroll = self.unroll_factor(l);
+                self.serial_loop_by(l, lo, hi, unroll)
             }
         }
+    }
+
+    /// How many iterations of a serial loop each pass of the generated loop runs: an
+    /// innermost loop (every loop inside unrolled or SIMD lanes) with a small body runs 2-8
+    /// iterations per pass, as LLVM's loop unroller would, so that a register tile's
+    /// accumulators are not passed through the loop's block parameters (register moves) at
+    /// every multiply-accumulate, and the counter and branch are paid less often.
+    fn unroll_factor(&self, l: &Loop) -> i64 {
+        let Some(work) = self.straight_line_work(&l.body) else { return 1 };
+        [8, 4, 2].into_iter().find(|&u| l.extent % u == 0 && u * work <= UNROLL_WORK).unwrap_or(1)
+    }
+
+    /// The statements `body` generates when it has no serial loop (every loop unrolled or
+    /// SIMD lanes, counted as its iterations and f32x4 chunks), else None.
+    fn straight_line_work(&self, body: &[Stmt]) -> Option<i64> {
+        let mut work = 0i64;
+        for s in body {
+            work += match s {
+                Stmt::Store { .. } => 1,
+                Stmt::If { then, .. } => 1 + self.straight_line_work(then)?,
+                Stmt::For(l) => match l.kind {
+                    LoopKind::Unrolled => l.extent * self.straight_line_work(&l.body)?,
+                    LoopKind::Vectorized if self.plan.simd_loops.contains(&l.var) => {
+                        (l.extent / LANES).max(1) * self.straight_line_work(&l.body)?
+                    }
+                    _ => return None,
+                },
+            };
+        }
+        Some(work)
     }
 
     /// `for var in lo..hi` with the counter a block parameter; `l.extent` still bounds the
     /// variable's range.
     fn serial_loop(&mut self, l: &Loop, lo: Value, hi: Value) -> R<()> {
+        self.serial_loop_by(l, lo, hi, 1)
+    }
+
+    /// [`Self::serial_loop`] running `unroll` iterations per pass (it divides the trip count).
+    fn serial_loop_by(&mut self, l: &Loop, lo: Value, hi: Value, unroll: i64) -> R<()> {
         let header = self.b.create_block();
         let body = self.b.create_block();
         let exit = self.b.create_block();
@@ -258,11 +371,28 @@ impl Gen<'_, '_> {
         self.b.seal_block(body);
         let v = l.var.index();
         self.vars[v] = Some(i);
-        self.ranges[v] = Some((0, l.extent - 1));
-        self.stmts(&l.body)?;
+        self.level += 1;
+        self.depth[v] = self.level;
+        let r = if unroll > 1 {
+            // The counter steps by `unroll`; copy k of the body reads it as var + k.
+            self.ranges[v] = Some((0, l.extent - unroll));
+            (0..unroll).try_for_each(|k| {
+                let shifted: Vec<Stmt> = l
+                    .body
+                    .iter()
+                    .map(|s| s.clone().substitute(l.var, &Expr::bin(ir::loops::BinOp::Add, Expr::Var(l.var), Expr::Int(k))))
+                    .collect();
+                self.stmts(&shifted)
+            })
+        } else {
+            self.ranges[v] = Some((0, l.extent - 1));
+            self.stmts(&l.body)
+        };
+        self.level -= 1;
         self.vars[v] = None;
         self.ranges[v] = None;
-        let next = self.b.ins().iadd_imm_s(i, 1);
+        r?;
+        let next = self.b.ins().iadd_imm_s(i, unroll);
         self.b.ins().jump(header, &[BlockArg::Value(next)]);
         self.b.seal_block(header);
         self.b.switch_to_block(exit);

@@ -21,6 +21,17 @@ pub(crate) fn flags() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
 }
 
+/// Flags of a load from `buf`: a parameter the kernel never stores to is read-only while it
+/// runs (the caller's promise: see [`crate::Kernel`]), so cranelift may move its loads (to
+/// where their values are used, out of loops) and merge repeated ones.
+pub(crate) fn load_flags(f: &ir::loops::Func, plan: &crate::plan::Plan, buf: BufId) -> MemFlagsData {
+    if f.buffer(buf).kind == ir::loops::BufKind::Param && !plan.stored[buf.index()] {
+        flags().with_readonly().with_can_move()
+    } else {
+        flags()
+    }
+}
+
 /// Flags of a bitcast between vector types (lane order).
 fn lane_order() -> MemFlagsData {
     MemFlagsData::new().with_endianness(Endianness::Little)
@@ -87,6 +98,40 @@ fn split_const(e: Expr) -> (Option<Expr>, i64) {
         other => (Some(other), 0),
     }
 }
+
+/// Adds `scale * e` to `terms` (multiples of atoms: variables and expressions that are not
+/// sums or constant multiples) and `c`; None on overflow.
+fn linear_terms(e: &Expr, scale: i64, terms: &mut Vec<(Expr, i64)>, c: &mut i64) -> Option<()> {
+    match e {
+        Expr::Int(v) => *c = c.checked_add(v.checked_mul(scale)?)?,
+        Expr::Binary { op: BinOp::Add, a, b } => {
+            linear_terms(a, scale, terms, c)?;
+            linear_terms(b, scale, terms, c)?;
+        }
+        Expr::Binary { op: BinOp::Sub, a, b } => {
+            linear_terms(a, scale, terms, c)?;
+            linear_terms(b, scale.checked_neg()?, terms, c)?;
+        }
+        Expr::Binary { op: BinOp::Mul, a, b } if matches!(**b, Expr::Int(_)) => {
+            let Expr::Int(k) = **b else { unreachable!() };
+            linear_terms(a, scale.checked_mul(k)?, terms, c)?;
+        }
+        Expr::Binary { op: BinOp::Mul, a, b } if matches!(**a, Expr::Int(_)) => {
+            let Expr::Int(k) = **a else { unreachable!() };
+            linear_terms(b, scale.checked_mul(k)?, terms, c)?;
+        }
+        atom => match terms.iter_mut().find(|t| t.0 == *atom) {
+            Some(t) => t.1 = t.1.checked_add(scale)?,
+            None => terms.push((atom.clone(), scale)),
+        },
+    }
+    Some(())
+}
+
+/// Dividends below 2^MAGIC_BITS divide by a constant as a multiply and a shift: the magic
+/// multiplier is below 2^32 (it is at most 2^(31 + l) / d + 1 with 2^(l-1) < d <= 2^l), so the
+/// product stays below 2^63.
+const MAGIC_BITS: i64 = 31;
 
 fn mem_type(d: DType) -> Type {
     match d {
@@ -430,8 +475,27 @@ impl Gen<'_, '_> {
                     let shift = i64::from(m.trailing_zeros());
                     return if rem { self.b.ins().band_imm_s(a, m - 1) } else { self.b.ins().sshr_imm_s(a, shift) };
                 }
-                if matches!(index::range(ea, &self.ranges), Some((lo, _)) if lo >= 0) {
-                    return if rem { self.b.ins().urem_imm_s(a, m) } else { self.b.ins().udiv_imm_s(a, m) };
+                match index::range(ea, &self.ranges) {
+                    Some((lo, hi)) if lo >= 0 && hi < 1 << MAGIC_BITS => {
+                        // A multiply and a shift (Granlund and Montgomery): unlike cranelift's
+                        // udiv, which may trap, pure arithmetic that it can hoist out of loops.
+                        let l = 64 - (m as u64 - 1).leading_zeros() as i64;
+                        let magic = ((1i128 << (MAGIC_BITS + l)) + i128::from(m) - 1) / i128::from(m);
+                        let hoist = self.depth_of(ea) < self.level;
+                        let (magic, shift, m) = (self.konst(magic as i64, hoist), self.konst(MAGIC_BITS + l, hoist), self.konst(m, hoist));
+                        let p = self.b.ins().imul(a, magic);
+                        let q = self.b.ins().ushr(p, shift);
+                        return if rem {
+                            let qm = self.b.ins().imul(q, m);
+                            self.b.ins().isub(a, qm)
+                        } else {
+                            q
+                        };
+                    }
+                    Some((lo, _)) if lo >= 0 => {
+                        return if rem { self.b.ins().urem_imm_s(a, m) } else { self.b.ins().udiv_imm_s(a, m) };
+                    }
+                    _ => {}
                 }
                 let r = self.b.ins().srem_imm_s(a, m);
                 let neg = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, r, 0);
@@ -627,6 +691,34 @@ impl Gen<'_, '_> {
     fn address(&mut self, buf: BufId, flat: &Expr) -> R<(Value, i32)> {
         let base = self.bufs[buf.index()].ok_or_else(|| GenError::Internal(format!("%{} has no memory", self.f.buffer(buf).name)))?;
         let size = self.f.buffer(buf).dtype.size_bytes() as i64;
+        // The offset as a sum of terms (a multiple of a loop variable, or of a term that is
+        // not linear such as a division), added to the base outermost loop first: each
+        // partial sum depends only on the loops around it, so cranelift hoists it out of the
+        // inner ones (a row-major index nests the variables inside products, which it would
+        // recompute in the innermost loop).
+        let mut terms = Vec::new();
+        let mut c = 0i64;
+        if linear_terms(flat, size, &mut terms, &mut c).is_some() {
+            if let Ok(bytes) = i32::try_from(c) {
+                let mut keyed: Vec<(usize, Expr, i64)> =
+                    terms.into_iter().filter(|t| t.1 != 0).map(|(e, k)| (self.depth_of(&e), e, k)).collect();
+                keyed.sort_by_key(|t| t.0);
+                let mut addr = base;
+                for (d, e, k) in keyed {
+                    let x = self.scalar(&e)?;
+                    let t = if d < self.level && k != 1 {
+                        let k = self.konst(k, true);
+                        self.b.ins().imul(x, k)
+                    } else if k.count_ones() == 1 && k > 0 {
+                        self.b.ins().ishl_imm_s(x, i64::from(k.trailing_zeros()))
+                    } else {
+                        self.b.ins().imul_imm_s(x, k)
+                    };
+                    addr = self.b.ins().iadd(addr, t);
+                }
+                return Ok((addr, bytes));
+            }
+        }
         let (dynamic, c) = split_const(flat.clone());
         let bytes = c.checked_mul(size).and_then(|b| i32::try_from(b).ok());
         let (dynamic, bytes) = match bytes {
@@ -652,7 +744,7 @@ impl Gen<'_, '_> {
         }
         let dtype = self.f.buffer(buf).dtype;
         let (addr, off) = self.address(buf, flat)?;
-        let v = self.b.ins().load(mem_type(dtype), flags(), addr, off);
+        let v = self.b.ins().load(mem_type(dtype), load_flags(self.f, &self.plan, buf), addr, off);
         Ok(match dtype {
             DType::Bool => self.b.ins().icmp_imm_s(IntCC::NotEqual, v, 0),
             DType::F16 => {
@@ -703,7 +795,8 @@ impl Gen<'_, '_> {
                 }
             } else {
                 let (addr, off) = self.address(buf, &first)?;
-                return Ok(V::F((0..s.chunks() as i32).map(|j| self.b.ins().load(types::F32X4, flags(), addr, off + 16 * j)).collect()));
+                let fl = load_flags(self.f, &self.plan, buf);
+                return Ok(V::F((0..s.chunks() as i32).map(|j| self.b.ins().load(types::F32X4, fl, addr, off + 16 * j)).collect()));
             }
         }
         // A gather, lane by lane.

@@ -29,7 +29,9 @@ pub use error::CraneliftError;
 /// args[i] points at the i-th Param buffer of `func` (row-major, dense, 64-byte aligned).
 /// When the function body is a single loop of kind Parallel, only iterations [begin, end)
 /// of that loop run (the runtime splits it across threads); otherwise the whole body runs
-/// and begin/end are ignored.
+/// and begin/end are ignored. A Param buffer the function never stores to must not overlap a
+/// buffer it stores to (the memory plan keeps a program's inputs apart from its outputs):
+/// the kernel reads it as read-only memory, whose loads cranelift may move and merge.
 pub struct Kernel<'a> {
     pub symbol: String,
     pub func: &'a ir::loops::Func,

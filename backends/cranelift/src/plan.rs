@@ -19,6 +19,8 @@ pub(crate) struct Plan {
     pub simd_loops: HashSet<VarId>,
     /// Per buffer: its elements live in f32x4 variables.
     pub promoted: Vec<bool>,
+    /// Per buffer: the function stores to it.
+    pub stored: Vec<bool>,
 }
 
 /// Plans `f`; `promote` allows temporaries in variables.
@@ -35,7 +37,15 @@ pub(crate) fn plan(f: &Func, promote: bool) -> Plan {
             .collect(),
     };
     w.stmts(&f.body, false);
-    Plan { simd_loops: w.simd_loops, promoted: w.promotable }
+    let mut stored = vec![false; f.buffers.len()];
+    for s in &f.body {
+        s.walk(&mut |s| {
+            if let Stmt::Store { buf, .. } = s {
+                stored[buf.index()] = true;
+            }
+        });
+    }
+    Plan { simd_loops: w.simd_loops, promoted: w.promotable, stored }
 }
 
 pub(crate) fn numel(shape: &[usize]) -> usize {
