@@ -210,7 +210,20 @@ pub fn lower_and_schedule_defaults(
 fn rearranged_bytes(src: &[u8], layout: &ir::loops::Layout, elem: usize) -> Result<Vec<u8>, RuntimeError> {
     let offsets = layout.source_offsets().filter(|o| o.len() * elem == src.len());
     let offsets = offsets.ok_or_else(|| RuntimeError::Model(format!("layout {layout:?} does not fit a weight of {} bytes", src.len())))?;
-    Ok(offsets.iter().flat_map(|&o| src[o * elem..(o + 1) * elem].iter().copied()).collect())
+    let mut out = Vec::with_capacity(src.len());
+    match elem {
+        4 => {
+            for &o in &offsets {
+                out.extend_from_slice(&src[o * 4..o * 4 + 4]);
+            }
+        }
+        _ => {
+            for &o in &offsets {
+                out.extend_from_slice(&src[o * elem..(o + 1) * elem]);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn weight_bytes(g: &Graph, v: ValueId) -> Result<Vec<u8>, RuntimeError> {
@@ -219,7 +232,13 @@ fn weight_bytes(g: &Graph, v: ValueId) -> Result<Vec<u8>, RuntimeError> {
         RuntimeError::Model(format!("weight {name} has no data (a text IR file with external weights cannot be compiled)"))
     })?;
     Ok(match &t.data {
-        TensorData::F32(d) => d.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::F32(d) => {
+            let mut out = Vec::with_capacity(d.len() * 4);
+            for x in d {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            out
+        }
         TensorData::I64(d) => d.iter().flat_map(|x| x.to_le_bytes()).collect(),
         TensorData::Bool(d) => d.iter().map(|&b| b as u8).collect(),
     })
