@@ -40,7 +40,8 @@ enum Command {
         seed: u64,
         /// Backend that executes the graph: interp (the reference interpreter), llvm
         /// (native code built for this machine and loaded into the process) or cranelift
-        /// (native code compiled in the process, in milliseconds).
+        /// (native code compiled in the process, in milliseconds) or wgpu (WGSL compute
+        /// shaders on the first GPU adapter).
         #[arg(long, default_value = "interp")]
         backend: String,
         /// Threads of the llvm and cranelift backends.
@@ -50,7 +51,8 @@ enum Command {
     /// Compile a model ahead of time into a static library, a C header and a runner.
     Compile {
         model: PathBuf,
-        /// Target architecture: x86-64 or aarch64.
+        /// Target architecture: x86-64, aarch64, or wgpu (a bundle of WGSL shaders, weights and a
+        /// manifest that chanasc-wgpu-run executes).
         #[arg(long, default_value = "x86-64")]
         arch: String,
         /// LLVM CPU name (x86-64 default: this machine's CPU; aarch64 default: generic).
@@ -74,7 +76,7 @@ enum Command {
     /// Measure latency (median and p90 of repeated runs) and print a per-program profile.
     Bench {
         model: PathBuf,
-        /// llvm, cranelift or interp.
+        /// llvm, cranelift, wgpu or interp.
         #[arg(long, default_value = "llvm")]
         backend: String,
         #[arg(long, default_value_t = 1)]
@@ -268,6 +270,22 @@ fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, back
             );
             outputs
         }
+        Backend::Wgpu => {
+            let (model, report) = runtime::GpuModel::build(&g, &runtime::DefaultSchedules).map_err(|e| e.to_string())?;
+            let compiled = start.elapsed().as_secs_f64();
+            let run_start = Instant::now();
+            let outputs = model.run(&inputs).map_err(|e| e.to_string())?;
+            eprintln!(
+                "compiled in {:.3} s ({:.3} s lowering and schedules, {:.3} s WGSL of {} programs, pipelines on {}), ran in {:.2} ms",
+                compiled,
+                report.lower.as_secs_f64(),
+                report.codegen.as_secs_f64(),
+                report.programs,
+                model.adapter(),
+                run_start.elapsed().as_secs_f64() * 1e3
+            );
+            outputs
+        }
     };
     for (i, (&v, t)) in g.outputs.iter().zip(&outputs).enumerate() {
         let name = g.value(v).name.clone().unwrap_or_else(|| format!("output{i}"));
@@ -287,6 +305,7 @@ enum Backend {
     Interp,
     Llvm,
     Cranelift,
+    Wgpu,
 }
 
 impl Backend {
@@ -295,7 +314,8 @@ impl Backend {
             "interp" => Ok(Backend::Interp),
             "llvm" => Ok(Backend::Llvm),
             "cranelift" => Ok(Backend::Cranelift),
-            _ => Err(format!("unknown backend {name:?}; available: interp, llvm, cranelift")),
+            "wgpu" => Ok(Backend::Wgpu),
+            _ => Err(format!("unknown backend {name:?}; available: interp, llvm, cranelift, wgpu")),
         }
     }
 }
@@ -339,6 +359,9 @@ fn compile(
 ) -> CliResult<()> {
     let start = Instant::now();
     let g = load(model)?;
+    if arch == "wgpu" {
+        return compile_wgpu(&g, model, output, start);
+    }
     let opts =
         runtime::CompileOptions { target: parse_target(arch, cpu)?, threads, prefix: "model".into(), shared_library: false, optimize };
     let r = match records {
@@ -361,6 +384,24 @@ fn compile(
         r.arena_bytes as f64 / (1 << 20) as f64
     );
     println!("wrote {}/: model.o libmodel.a model.h model (runner) model.json", r.dir.display());
+    Ok(())
+}
+
+/// `compile --arch wgpu`: the bundle (WGSL shaders, weights, manifest) that
+/// `chanasc-wgpu-run` executes.
+fn compile_wgpu(g: &Graph, model: &Path, output: &Path, start: Instant) -> CliResult<()> {
+    let (bundle, r) = runtime::gpu::gpu_bundle(g, &runtime::DefaultSchedules).map_err(|e| e.to_string())?;
+    bundle.write(output).map_err(|e| e.to_string())?;
+    println!(
+        "compiled {} for wgpu in {:.2} s: {} tensor programs (and {} run once at creation), {:.1} MiB weights, {:.1} MiB GPU buffers",
+        model.display(),
+        start.elapsed().as_secs_f64(),
+        r.programs,
+        r.once_programs,
+        r.weight_bytes as f64 / (1 << 20) as f64,
+        r.buffer_bytes as f64 / (1 << 20) as f64
+    );
+    println!("wrote {}/: model.json weights.bin shaders/ (run with chanasc-wgpu-run {} --input x.npy -o y.npy)", output.display(), output.display());
     Ok(())
 }
 
@@ -391,6 +432,12 @@ fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize
             }
             Some(Box::new(m))
         }
+        // GPU schedules are not tuned yet: records are for CPU targets.
+        Backend::Wgpu => {
+            let (m, report) = runtime::GpuModel::build(&g, &runtime::DefaultSchedules).map_err(|e| e.to_string())?;
+            println!("{} tensor programs on {}", report.programs, m.adapter());
+            Some(Box::new(m))
+        }
         Backend::Interp => None,
     };
     if loaded.is_some() {
@@ -417,6 +464,7 @@ fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize
         Backend::Interp => "interp",
         Backend::Llvm => "llvm",
         Backend::Cranelift => "cranelift",
+        Backend::Wgpu => "wgpu",
     };
     println!("{} on {name}, {} thread(s), {} runs", model.display(), threads, times.len());
     println!("median {:.4} ms  p90 {:.4} ms  min {:.4} ms", pick(0.5), pick(0.9), times[0]);

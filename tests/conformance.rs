@@ -1,6 +1,7 @@
 //! The ONNX backend node tests, run on the reference interpreter, on the llvm backend
-//! (native code built for this machine and loaded into the process) and on the cranelift
-//! backend (compiled in the process).
+//! (native code built for this machine and loaded into the process), on the cranelift
+//! backend (compiled in the process) and on the wgpu backend (WGSL on the first GPU adapter,
+//! lavapipe in CI; skipped, saying so, when the machine has none).
 //!
 //! `tests/conformance/node.txt` lists the cases chanasc claims (one per line); every claimed
 //! case must pass. The cases come from `../shared/tools/gen_onnx_node_tests.py`, generated
@@ -20,6 +21,9 @@ use prost::Message;
 /// Node tests compare at this relative tolerance, like ONNX's own backend tests (1e-3 rtol
 /// there); the interpreter is held tighter.
 const TOLERANCE: f64 = 1e-4;
+/// GPU arithmetic (its exp, tanh, division and fused multiply-adds) is held to ONNX's own
+/// 1e-3.
+const GPU_TOLERANCE: f64 = 1e-3;
 
 fn node_tests_dir() -> PathBuf {
     std::env::var_os("CHANASC_ONNX_NODE_TESTS")
@@ -74,12 +78,17 @@ fn run_case(case: &Path, backend: Backend) -> Result<(), String> {
             let (m, _) = runtime::JitModel::build(&g, 1, &runtime::DefaultSchedules).map_err(|e| e.to_string())?;
             m.run(&runtime_inputs).map_err(|e| e.to_string())?
         }
+        Backend::Wgpu => {
+            let (m, _) = runtime::GpuModel::build(&g, &runtime::DefaultSchedules).map_err(|e| e.to_string())?;
+            m.run(&runtime_inputs).map_err(|e| e.to_string())?
+        }
     };
+    let tolerance = if backend == Backend::Wgpu { GPU_TOLERANCE } else { TOLERANCE };
     if outputs.len() != expected.len() {
         return Err(format!("{} outputs, expected {}", outputs.len(), expected.len()));
     }
     for (i, (got, want)) in outputs.iter().zip(&expected).enumerate() {
-        support::compare(got, want, TOLERANCE).map_err(|e| format!("output {i}: {e}"))?;
+        support::compare(got, want, tolerance).map_err(|e| format!("output {i}: {e}"))?;
     }
     Ok(())
 }
@@ -103,6 +112,7 @@ enum Backend {
     Interp,
     Llvm,
     Cranelift,
+    Wgpu,
 }
 
 fn run_guarded(case: &Path, backend: Backend) -> Result<(), String> {
@@ -124,12 +134,15 @@ fn main() -> ExitCode {
     all.sort();
     std::panic::set_hook(Box::new(|_| {}));
 
+    let only = match std::env::var("CHANASC_CONFORMANCE_BACKEND").as_deref() {
+        Ok("llvm") => Some(Backend::Llvm),
+        Ok("cranelift") => Some(Backend::Cranelift),
+        Ok("wgpu") => Some(Backend::Wgpu),
+        Ok("interp") => Some(Backend::Interp),
+        _ => None,
+    };
     if std::env::var("CHANASC_CONFORMANCE").as_deref() == Ok("all") {
-        let backend = match std::env::var("CHANASC_CONFORMANCE_BACKEND").as_deref() {
-            Ok("llvm") => Backend::Llvm,
-            Ok("cranelift") => Backend::Cranelift,
-            _ => Backend::Interp,
-        };
+        let backend = only.unwrap_or(Backend::Interp);
         let (mut passing, mut failing) = (Vec::new(), String::new());
         for c in &all {
             match run_guarded(&dir.join(c), backend) {
@@ -149,7 +162,16 @@ fn main() -> ExitCode {
     let manifest = std::fs::read_to_string(&manifest_path).expect("tests/conformance/node.txt is readable");
     let claimed: Vec<&str> = manifest.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).collect();
     let mut ok = true;
-    for backend in [Backend::Interp, Backend::Llvm, Backend::Cranelift] {
+    // CHANASC_CONFORMANCE_BACKEND=NAME runs the manifest on that backend only.
+    let backends = match only {
+        Some(b) => vec![b],
+        None => vec![Backend::Interp, Backend::Llvm, Backend::Cranelift, Backend::Wgpu],
+    };
+    for backend in backends {
+        if backend == Backend::Wgpu && !wgpu_backend::Executor::available() {
+            println!("conformance (wgpu): skipping: {}", wgpu_backend::NO_ADAPTER);
+            continue;
+        }
         let mut failures = Vec::new();
         for case in &claimed {
             let path = dir.join(case);

@@ -3,6 +3,7 @@
 //! loading the result into this process.
 
 mod glue;
+pub mod gpu;
 pub mod jit;
 pub mod jit_schedule;
 pub mod link;
@@ -19,6 +20,7 @@ use passes::lower::Step;
 use passes::schedule::{default_schedule, Trace};
 use thiserror::Error;
 
+pub use gpu::GpuModel;
 pub use jit::JitModel;
 pub use load::LoadedModel;
 

@@ -294,6 +294,12 @@ impl Gen<'_, '_> {
     fn for_loop(&mut self, l: &Loop) -> R<()> {
         let v = l.var.index();
         match l.kind {
+            // A GPU schedule's loops mean nothing on the CPU: refuse rather than run serially.
+            LoopKind::GpuBlock | LoopKind::GpuThread => Err(GenError::Unsupported(format!(
+                "loop {} is bound to the GPU ({}); schedule the program for the CPU",
+                self.f.vars[v],
+                l.kind.name()
+            ))),
             LoopKind::Unrolled => {
                 for k in 0..l.extent {
                     self.vars[v] = Some(self.b.ins().iconst(types::I64, k));

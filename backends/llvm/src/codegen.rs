@@ -229,6 +229,12 @@ impl<'ctx> Gen<'_, '_, 'ctx> {
     fn for_loop(&mut self, l: &Loop) -> R<()> {
         let v = l.var.index();
         match l.kind {
+            // A GPU schedule's loops mean nothing on the CPU: refuse rather than run serially.
+            LoopKind::GpuBlock | LoopKind::GpuThread => Err(GenError::Unsupported(format!(
+                "loop {} is bound to the GPU ({}); schedule the program for the CPU",
+                self.f.vars[v],
+                l.kind.name()
+            ))),
             LoopKind::Unrolled => {
                 for k in 0..l.extent {
                     self.vars[v] = Some(self.ir.i64(k));

@@ -122,6 +122,12 @@ pub enum LoopKind {
     Vectorized,
     /// The body is repeated once per iteration at compile time.
     Unrolled,
+    /// GPU: one workgroup per iteration. Only a statement of the program's body may be one;
+    /// each such nest is one dispatch.
+    GpuBlock,
+    /// GPU: one invocation (thread) of the workgroup per iteration; the extent is the
+    /// workgroup size. Only the single statement of a workgroup loop may be one.
+    GpuThread,
 }
 
 impl LoopKind {
@@ -131,11 +137,19 @@ impl LoopKind {
             LoopKind::Parallel => "parallel",
             LoopKind::Vectorized => "vectorized",
             LoopKind::Unrolled => "unrolled",
+            LoopKind::GpuBlock => "workgroup",
+            LoopKind::GpuThread => "invocation",
         }
     }
 
+    /// Bound to the GPU's workgroups or invocations; CPU backends reject these.
+    pub fn is_gpu(self) -> bool {
+        matches!(self, LoopKind::GpuBlock | LoopKind::GpuThread)
+    }
+
     pub fn from_name(s: &str) -> Option<LoopKind> {
-        [LoopKind::Serial, LoopKind::Parallel, LoopKind::Vectorized, LoopKind::Unrolled].into_iter().find(|k| k.name() == s)
+        [LoopKind::Serial, LoopKind::Parallel, LoopKind::Vectorized, LoopKind::Unrolled, LoopKind::GpuBlock, LoopKind::GpuThread]
+            .into_iter().find(|k| k.name() == s)
     }
 }
 

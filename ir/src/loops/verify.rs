@@ -18,7 +18,7 @@ pub fn verify(f: &Func) -> Result<()> {
             }
         }
     }
-    let mut v = Verifier { f, scope: Vec::new(), bound: vec![false; f.vars.len()], guards: Vec::new(), in_vector: false };
+    let mut v = Verifier { f, scope: Vec::new(), bound: vec![false; f.vars.len()], guards: Vec::new(), in_vector: false, thread_ok: false };
     for s in &f.body {
         v.stmt(s, true)?;
     }
@@ -37,6 +37,8 @@ struct Verifier<'a> {
     /// Upper bounds (exclusive) that enclosing `if e < n` guards put on expressions.
     guards: Vec<(Expr, i64)>,
     in_vector: bool,
+    /// Directly inside a workgroup loop, where an invocation loop may be.
+    thread_ok: bool,
 }
 
 impl Verifier<'_> {
@@ -54,15 +56,25 @@ impl Verifier<'_> {
                 if l.kind == LoopKind::Parallel && !top_level {
                     return bad(f, format!("parallel loop {name} is not outermost"));
                 }
+                // A GPU nest is a dispatch: a workgroup loop, a statement of the program's body,
+                // whose only statement is the invocation loop (the workgroup size).
+                if l.kind == LoopKind::GpuBlock && !(top_level && matches!(l.body.as_slice(), [Stmt::For(t)] if t.kind == LoopKind::GpuThread)) {
+                    return bad(f, format!("workgroup loop {name} is not outermost or does not hold exactly one invocation loop"));
+                }
+                if l.kind == LoopKind::GpuThread && !self.thread_ok {
+                    return bad(f, format!("invocation loop {name} is not the only statement of a workgroup loop"));
+                }
                 if l.kind == LoopKind::Vectorized && self.in_vector {
                     return bad(f, format!("vectorized loop {name} is nested in another vectorized loop"));
                 }
                 let was_vector = self.in_vector;
                 self.in_vector |= l.kind == LoopKind::Vectorized;
                 self.scope.push((l.var, l.extent));
+                let thread_ok = std::mem::replace(&mut self.thread_ok, l.kind == LoopKind::GpuBlock);
                 for s in &l.body {
                     self.stmt(s, false)?;
                 }
+                self.thread_ok = thread_ok;
                 self.scope.pop();
                 self.in_vector = was_vector;
             }

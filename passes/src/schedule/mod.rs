@@ -6,6 +6,7 @@
 //! with an error naming the step, the primitive and the reason.
 
 mod defaults;
+mod gpu;
 mod primitives;
 pub mod space;
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::PassError;
 
 pub use defaults::default_schedule;
+pub use gpu::gpu_default_schedule;
 pub use space::{Knob, Point, Space};
 
 /// One schedule primitive with its arguments. Loops are named by their variables; new
@@ -65,6 +67,14 @@ pub enum Primitive {
     /// axis becomes the block index, and the index within a block becomes the innermost axis.
     /// The argument is rearranged before the program runs (weights: at compile time).
     LayoutBlock { buffer: String, axis: usize, factor: usize },
+    /// Binds a loop to the GPU: `to` is `workgroup` (one workgroup per iteration; a
+    /// statement of the program's body) or `invocation` (one invocation per iteration: the
+    /// workgroup size; the only statement of a workgroup loop).
+    Bind {
+        #[serde(rename = "loop")]
+        loop_: String,
+        to: String,
+    },
 }
 
 impl Primitive {
@@ -81,6 +91,7 @@ impl Primitive {
             Primitive::ComputeAt { .. } => "compute_at",
             Primitive::Inline { .. } => "inline",
             Primitive::LayoutBlock { .. } => "layout_block",
+            Primitive::Bind { .. } => "bind",
         }
     }
 }

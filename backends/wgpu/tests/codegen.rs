@@ -1,0 +1,167 @@
+//! WGSL generated from loop IR, scheduled with the GPU default schedule, computes what the
+//! loop IR interpreter computes; GPU loop kinds print, parse and verify; the CPU backends
+//! refuse GPU-bound loops. Tests that need an adapter say so and pass when there is none.
+
+use interp::loops::run_func;
+use ir::loops::{parse_func, print_func, verify::verify, Func};
+use ir::{Tensor, TensorData};
+use passes::schedule::gpu_default_schedule;
+use wgpu_backend::bundle::{BufferSpec, IoSpec, Manifest, ProgramSpec, FORMAT};
+use wgpu_backend::{Bundle, Executor, NO_ADAPTER};
+
+fn host_bytes(t: &Tensor) -> Vec<u8> {
+    match &t.data {
+        TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::Bool(v) => v.iter().map(|&b| b as u8).collect(),
+        #[allow(unreachable_patterns)]
+        _ => panic!("unsupported test tensor"),
+    }
+}
+
+/// Runs `f` on the GPU: every parameter is an input of the bundle, the last one also its
+/// output (so its initial contents are given too, as the interpreter's are).
+fn run_gpu(f: &Func, args: &[Tensor]) -> Vec<u8> {
+    let shader = wgpu_backend::compile(f).unwrap_or_else(|e| panic!("{e}"));
+    let mut buffers = Vec::new();
+    let mut inputs = Vec::new();
+    for (i, t) in args.iter().enumerate() {
+        let elem = wgpu_backend::wgsl::gpu_elem_bytes(t.dtype()).unwrap();
+        buffers.push(BufferSpec { bytes: (t.numel() * elem) as u64, init: None });
+        inputs.push(IoSpec { name: format!("p{i}"), dtype: t.dtype().name().into(), shape: t.shape.clone(), buffer: i, staged: None });
+    }
+    let mut bindings: Vec<usize> = (0..args.len()).collect();
+    for s in &shader.scratch {
+        buffers.push(BufferSpec { bytes: s.bytes, init: None });
+        bindings.push(buffers.len() - 1);
+    }
+    let last = inputs.last().cloned().unwrap();
+    let program = ProgramSpec {
+        name: f.name.clone(),
+        shader: "shaders/k0.wgsl".into(),
+        bindings,
+        read_only: shader.read_only.clone(),
+        dispatches: shader.dispatches.clone(),
+        once: false,
+        flops: 0,
+    };
+    let manifest = Manifest { format: FORMAT, buffers, programs: vec![program], inputs, outputs: vec![last] };
+    let bundle = Bundle { manifest, shaders: vec![shader.source.clone()], weights: Vec::new() };
+    let exec = Executor::new(&bundle).unwrap_or_else(|e| panic!("{e}\n{}", shader.source));
+    let host: Vec<Vec<u8>> = args.iter().map(host_bytes).collect();
+    let refs: Vec<&[u8]> = host.iter().map(|v| v.as_slice()).collect();
+    exec.run(&refs).unwrap().pop().unwrap()
+}
+
+/// Schedules `text` for the GPU, runs it there and on the interpreter, and compares the
+/// last parameter.
+fn check(text: &str, args: Vec<Tensor>) -> Func {
+    let f = parse_func(text).unwrap();
+    let trace = gpu_default_schedule(&f, 16);
+    let scheduled = trace.apply(&f).unwrap();
+    let mut want = args.clone();
+    run_func(&f, &mut want).unwrap();
+    if !Executor::available() {
+        println!("skipping: {NO_ADAPTER}");
+        return scheduled;
+    }
+    let got = run_gpu(&scheduled, &args);
+    let want = host_bytes(want.last().unwrap());
+    match &args.last().unwrap().data {
+        TensorData::F32(_) => {
+            let g: Vec<f32> = got.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            let w: Vec<f32> = want.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{}: element {i}: {a} vs {b}\n{}", f.name, print_func(&scheduled));
+            }
+        }
+        _ => assert_eq!(got, want, "{}\n{}", f.name, print_func(&scheduled)),
+    }
+    scheduled
+}
+
+fn ramp(n: usize, scale: f32, offset: f32) -> Vec<f32> {
+    (0..n).map(|i| ((i * 37 % 101) as f32) * scale + offset).collect()
+}
+
+#[test]
+fn elementwise_with_a_guarded_tail() {
+    let text = "func \"relu2\" {\n  param %x: f32[1000]\n  param %y: f32[1000]\n  for i in 0..1000 {\n    %y[i] = max(%x[i], 0.0) * 2.0 + exp(%x[i] * 0.1)\n  }\n}";
+    let f = check(text, vec![Tensor::f32([1000], ramp(1000, 0.1, -5.0)).unwrap(), Tensor::f32([1000], vec![0.0; 1000]).unwrap()]);
+    // 1000 = 16 workgroups of 64, the last one guarded.
+    assert!(print_func(&f).contains("workgroup"), "{}", print_func(&f));
+}
+
+#[test]
+fn reduction_in_a_register() {
+    let text = "func \"matmul\" {\n  param %a: f32[33,70]\n  param %b: f32[70,64]\n  param %y: f32[33,64]\n  for i in 0..33 {\n    for j in 0..64 {\n      %y[i, j] = 0.0\n      for k in 0..70 {\n        %y[i, j] = %y[i, j] + %a[i, k] * %b[k, j]\n      }\n      %y[i, j] = tanh(%y[i, j] * 0.01)\n    }\n  }\n}";
+    let f = check(
+        text,
+        vec![
+            Tensor::f32([33, 70], ramp(33 * 70, 0.01, -0.5)).unwrap(),
+            Tensor::f32([70, 64], ramp(70 * 64, 0.02, -1.0)).unwrap(),
+            Tensor::f32([33, 64], vec![0.0; 33 * 64]).unwrap(),
+        ],
+    );
+    let text = print_func(&f);
+    assert!(text.contains("invocation") && text.contains("temp"), "{text}");
+}
+
+#[test]
+fn integer_floor_semantics_selects_and_casts() {
+    let text = "func \"ints\" {\n  param %a: i64[200]\n  param %x: f32[200]\n  param %y: i64[200]\n  for i in 0..200 {\n    %y[i] = %a[i] / 3 + %a[i] % 3 * 100 + %a[i] % -7 * 10000 + select(lt(%x[i], 0.5), i64(%x[i] * 10.0), -1) + i64(ge(%a[i], 0))\n  }\n}";
+    let a: Vec<i64> = (0..200).map(|i| i * 7 - 650).collect();
+    check(
+        text,
+        vec![Tensor::i64([200], a).unwrap(), Tensor::f32([200], ramp(200, 0.01, -0.2)).unwrap(), Tensor::i64([200], vec![0; 200]).unwrap()],
+    );
+}
+
+#[test]
+fn a_scan_runs_in_one_invocation_and_nests_are_dispatches() {
+    // Nest 1 is a scan (each element reads its neighbour's result): one invocation. Nest 2
+    // reads nest 1's result: its own dispatch, after it.
+    let text = "func \"cumsum_scale\" {\n  param %x: f32[300]\n  param %y: f32[300]\n  for i in 0..300 {\n    %y[i] = %x[i] + select(gt(i, 0), %y[max(i - 1, 0)], 0.0)\n  }\n  for j in 0..300 {\n    %y[j] = %y[j] * 0.5 - inf_guard(%y[j])\n  }\n}";
+    let text = text.replace("inf_guard(%y[j])", "min(%y[j], 0.0)");
+    let f = check(&text, vec![Tensor::f32([300], ramp(300, 0.01, 0.0)).unwrap(), Tensor::f32([300], vec![0.0; 300]).unwrap()]);
+    let text = print_func(&f);
+    assert_eq!(text.matches("workgroup").count(), 1, "{text}");
+}
+
+#[test]
+fn infinities_and_bools() {
+    let text = "func \"maxpool\" {\n  param %x: f32[8,130]\n  param %m: bool[8]\n  param %y: f32[8]\n  for r in 0..8 {\n    %y[r] = -inf\n    for c in 0..130 {\n      %y[r] = max(%y[r], %x[r, c])\n    }\n    %y[r] = select(%m[r], %y[r], 0.0 - %y[r])\n  }\n}";
+    let m: Vec<bool> = (0..8).map(|i| i % 3 == 0).collect();
+    check(
+        text,
+        vec![
+            Tensor::f32([8, 130], ramp(8 * 130, -0.3, 2.0)).unwrap(),
+            Tensor::new(vec![8], TensorData::Bool(m)).unwrap(),
+            Tensor::f32([8], vec![0.0; 8]).unwrap(),
+        ],
+    );
+}
+
+#[test]
+fn gpu_loop_kinds_print_parse_and_verify() {
+    let text = "func \"f\" {\n  param %x: f32[128]\n  param %y: f32[128]\n  for b in 0..2 workgroup {\n    for t in 0..64 invocation {\n      %y[b * 64 + t] = %x[b * 64 + t]\n    }\n  }\n}\n";
+    let f = parse_func(text).unwrap();
+    assert_eq!(print_func(&f), text);
+    verify(&f).unwrap();
+    // An invocation loop outside a workgroup loop, and a workgroup loop not outermost.
+    let stray = "func \"f\" {\n  param %y: f32[64]\n  for t in 0..64 invocation {\n    %y[t] = 0.0\n  }\n}\n";
+    assert!(parse_func(stray).unwrap_err().to_string().contains("invocation loop t"));
+    let nested = "func \"f\" {\n  param %y: f32[2,64]\n  for a in 0..2 {\n    for b in 0..1 workgroup {\n      for t in 0..64 invocation {\n        %y[a, t] = 0.0\n      }\n    }\n  }\n}\n";
+    assert!(parse_func(nested).unwrap_err().to_string().contains("workgroup loop b"));
+    // The cranelift backend refuses GPU-bound loops rather than running them serially.
+    let e = cranelift_backend::compile(&[cranelift_backend::Kernel { symbol: "k".into(), func: &f }]).err().expect("refused");
+    assert!(e.to_string().contains("bound to the GPU"), "{e}");
+}
+
+#[test]
+fn unsupported_programs_name_the_program() {
+    let text = "func \"halfway\" {\n  param %x: f16[4]\n  param %y: f16[4]\n  for i in 0..4 {\n    %y[i] = %x[i]\n  }\n}";
+    let f = parse_func(text).unwrap();
+    let e = wgpu_backend::compile(&f).unwrap_err().to_string();
+    assert!(e.contains("halfway") && e.contains("f16"), "{e}");
+}
