@@ -11,7 +11,8 @@ if ! command -v cargo >/dev/null; then
 fi
 
 # System packages (Debian): a C toolchain, LLVM 19 for the native backend, the aarch64
-# cross toolchain and qemu to run aarch64 builds, Python's venv module, and datasets.
+# cross toolchain and qemu to run aarch64 builds, Vulkan on the CPU, Python's venv module,
+# and datasets.
 need=()
 command -v cc >/dev/null || need+=(build-essential)
 [ -x /usr/lib/llvm-19/bin/llvm-config ] || need+=(llvm-19-dev libpolly-19-dev libzstd-dev zlib1g-dev)
@@ -22,6 +23,10 @@ python3 -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
 # sshd, for the test of the tuner's remote (SSH) measurer against a server on loopback.
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
+# Lavapipe (Mesa's CPU Vulkan) and the Vulkan loader: the wgpu backend's tests run on it
+# when the machine has no GPU.
+[ -f /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || [ -f /usr/share/vulkan/icd.d/lvp_icd.aarch64.json ] || need+=(mesa-vulkan-drivers)
+ldconfig -p 2>/dev/null | grep -q libvulkan.so.1 || need+=(libvulkan1)
 # Fashion-MNIST (IDX, gzip) in /usr/share/datasets/fashion-mnist: `chanasc train`'s default task.
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ]; then
