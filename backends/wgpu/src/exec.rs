@@ -34,6 +34,18 @@ pub struct Executor {
     errors: Arc<Mutex<Vec<String>>>,
     adapter: String,
     last_seconds: Mutex<f64>,
+    timer: Option<Timer>,
+    /// Seconds of each program in the last run (from GPU timestamps).
+    program_seconds: Mutex<Vec<f64>>,
+}
+
+/// GPU timestamps at the start and end of each program's compute pass.
+struct Timer {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    /// Nanoseconds per tick.
+    period: f64,
 }
 
 /// Bytes of one element on the GPU for a host element type.
@@ -64,7 +76,10 @@ fn shared() -> Result<&'static Shared, WgpuError> {
     let s = SHARED.get_or_init(|| {
         let adapter = Executor::adapter().map_err(|e| e.to_string())?;
         let info = adapter.get_info();
-        let desc = wgpu::DeviceDescriptor { label: Some("chanasc"), required_limits: adapter.limits(), ..Default::default() };
+        // Timestamps, where the adapter has them, time each program of a run.
+        let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let desc =
+            wgpu::DeviceDescriptor { label: Some("chanasc"), required_limits: adapter.limits(), required_features, ..Default::default() };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| format!("wgpu device: {e}"))?;
         // Errors outside a scope are collected, not panicked on, and reported by the next run.
         let errors = Arc::new(Mutex::new(Vec::new()));
@@ -233,10 +248,33 @@ impl Executor {
             errors,
             adapter: sh.adapter.clone(),
             last_seconds: Mutex::new(0.0),
+            timer: None,
+            program_seconds: Mutex::new(Vec::new()),
         };
         // The once-programs (borders of padded tensors) run now; the staged inputs' images
         // start as what they wrote.
         exec.submit(&once, &[])?;
+        let queries = 2 * programs.len() as u32;
+        if exec.device.features().contains(wgpu::Features::TIMESTAMP_QUERY) && queries > 0 && queries <= wgpu::QUERY_SET_MAX_QUERIES {
+            let buffer = |usage| {
+                exec.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: queries as u64 * 8,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            exec.timer = Some(Timer {
+                queries: exec.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: None,
+                    ty: wgpu::QueryType::Timestamp,
+                    count: queries,
+                }),
+                resolve: buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
+                readback: buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
+                period: exec.queue.get_timestamp_period() as f64,
+            });
+        }
         exec.programs = programs;
         for io in &m.inputs {
             exec.images.push(match io.staged {
@@ -268,16 +306,29 @@ impl Executor {
 
     /// Encodes every dispatch of `programs` in one compute pass, then `copies` (buffer,
     /// read-back offset, bytes), submits and waits.
-    fn submit(&self, programs: &[Program], copies: &[(usize, u64, u64)]) -> Result<(), WgpuError> {
+    /// With `timer`, each program is its own pass, timed.
+    fn submit_timed(&self, programs: &[Program], copies: &[(usize, u64, u64)], timer: Option<&Timer>) -> Result<(), WgpuError> {
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-            for p in programs {
-                pass.set_bind_group(0, &p.bind_group, &[]);
-                for (pipeline, [x, y]) in &p.dispatches {
-                    pass.set_pipeline(pipeline);
-                    pass.dispatch_workgroups(*x, *y, 1);
+        match timer {
+            None => {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+                for p in programs {
+                    encode(&mut pass, p);
                 }
+            }
+            Some(t) => {
+                for (k, p) in programs.iter().enumerate() {
+                    let writes = wgpu::ComputePassTimestampWrites {
+                        query_set: &t.queries,
+                        beginning_of_pass_write_index: Some(2 * k as u32),
+                        end_of_pass_write_index: Some(2 * k as u32 + 1),
+                    };
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: Some(writes) });
+                    encode(&mut pass, p);
+                }
+                let n = 2 * programs.len() as u32;
+                encoder.resolve_query_set(&t.queries, 0..n, &t.resolve, 0);
+                encoder.copy_buffer_to_buffer(&t.resolve, 0, &t.readback, 0, n as u64 * 8);
             }
         }
         for &(buf, offset, bytes) in copies {
@@ -285,6 +336,10 @@ impl Executor {
         }
         self.queue.submit([encoder.finish()]);
         self.wait()
+    }
+
+    fn submit(&self, programs: &[Program], copies: &[(usize, u64, u64)]) -> Result<(), WgpuError> {
+        self.submit_timed(programs, copies, None)
     }
 
     /// The first `bytes` of buffer `buf` (through a temporary read-back buffer).
@@ -373,8 +428,16 @@ impl Executor {
             }
         }
         let start = Instant::now();
-        self.submit(&self.programs, &copies)?;
+        self.submit_timed(&self.programs, &copies, self.timer.as_ref())?;
         let data = self.map_read(&self.readback, self.readback.size())?;
+        if let Some(t) = &self.timer {
+            let ticks = self.map_read(&t.readback, t.readback.size())?;
+            let ticks: Vec<u64> = ticks.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+            let seconds = ticks.chunks_exact(2).map(|p| p[1].saturating_sub(p[0]) as f64 * t.period * 1e-9).collect();
+            if let Ok(mut s) = self.program_seconds.lock() {
+                *s = seconds;
+            }
+        }
         if let Ok(mut s) = self.last_seconds.lock() {
             *s = start.elapsed().as_secs_f64();
         }
@@ -388,9 +451,14 @@ impl Executor {
         Ok(outs)
     }
 
-    /// (program name, seconds, flops) of every per-run program. Without GPU timestamps only
-    /// the whole run is timed: it is reported as one entry.
+    /// (program name, seconds, flops) of every per-run program in the last run, from GPU
+    /// timestamps. Without them only the whole run is timed: it is reported as one entry.
     pub fn profile(&self) -> Vec<(String, f64, f64)> {
+        if let Ok(s) = self.program_seconds.lock() {
+            if s.len() == self.programs.len() && !s.is_empty() {
+                return self.programs.iter().zip(s.iter()).map(|(p, &t)| (p.name.clone(), t, p.flops as f64)).collect();
+            }
+        }
         let seconds = self.last_seconds.lock().map(|s| *s).unwrap_or(0.0);
         let flops: u64 = self.programs.iter().map(|p| p.flops).sum();
         vec![(format!("all {} programs (one submission)", self.programs.len()), seconds, flops as f64)]
@@ -398,6 +466,14 @@ impl Executor {
 
     pub fn program_names(&self) -> Vec<String> {
         self.programs.iter().map(|p| p.name.clone()).collect()
+    }
+}
+
+fn encode(pass: &mut wgpu::ComputePass<'_>, p: &Program) {
+    pass.set_bind_group(0, &p.bind_group, &[]);
+    for (pipeline, [x, y]) in &p.dispatches {
+        pass.set_pipeline(pipeline);
+        pass.dispatch_workgroups(*x, *y, 1);
     }
 }
 

@@ -13,18 +13,43 @@ use super::{Primitive, Trace};
 pub const WORKGROUP: i64 = 64;
 
 /// The GPU default schedule of `func` (the vector width is ignored: GPUs vectorize across
-/// invocations). Falls back from the register-tiled schedule to the plain one, then to the
-/// empty trace (every nest in one invocation).
+/// invocations). Falls back from per-invocation register tiles to one accumulator per
+/// invocation, to the plain binding, then to the empty trace (every nest in one invocation).
 pub fn gpu_default_schedule(func: &Func, _vector_width: usize) -> Trace {
-    let candidates = [bound(func, true), bound(func, false)];
+    let candidates = [bound(func, Tile::Block), bound(func, Tile::One), bound(func, Tile::None)];
     candidates.into_iter().flatten().find(|t| t.apply(func).is_ok()).unwrap_or_default()
 }
+
+/// How a reduction's accumulators are kept.
+#[derive(Clone, Copy, PartialEq)]
+enum Tile {
+    /// In memory (the output element itself).
+    None,
+    /// One register per invocation.
+    One,
+    /// A few registers per invocation: the second-innermost output loop is split and its
+    /// inner part computed by one invocation, so each load of the innermost loop's operand
+    /// (a convolution's weight, a matrix product's column) feeds them all.
+    Block,
+}
+
+/// Output positions of one invocation's register tile, at most.
+const TILE: i64 = 4;
 
 fn name(f: &Func, l: &Loop) -> String {
     f.vars[l.var.index()].clone()
 }
 
-fn bound(f: &Func, register_tile: bool) -> Option<Trace> {
+/// Invocations per workgroup for `extent` invocations: [`WORKGROUP`], or a size near it that
+/// divides the extent (no guarded tail, so that a reduction can take a register tile).
+fn workgroup_size(extent: i64) -> i64 {
+    if extent <= WORKGROUP {
+        return extent;
+    }
+    [64, 128, 32].into_iter().chain((16..=128).rev()).find(|d| extent % d == 0).unwrap_or(WORKGROUP)
+}
+
+fn bound(f: &Func, tile: Tile) -> Option<Trace> {
     let mut steps = Vec::new();
     for s in &f.body {
         let Stmt::For(top) = s else { continue };
@@ -36,21 +61,38 @@ fn bound(f: &Func, register_tile: bool) -> Option<Trace> {
         if parallel == 0 {
             continue;
         }
-        let names: Vec<String> = chain[..parallel].iter().map(|l| name(f, l)).collect();
-        let extent: i64 = chain[..parallel].iter().map(|l| l.extent).product();
+        let below = &chain[parallel - 1].body;
+        let reduction = below.iter().any(|s| matches!(s, Stmt::For(_)));
+        let mut names: Vec<String> = chain[..parallel].iter().map(|l| name(f, l)).collect();
+        // The register tile: the second-innermost output loop split by a small factor, its
+        // inner part moved innermost (below the invocation).
+        let mut factor = 1;
+        if tile == Tile::Block && reduction && parallel >= 2 {
+            let t = parallel - 2;
+            if let Some(d) = (2..=TILE).rev().find(|d| chain[t].extent % d == 0 && chain[t].extent > *d) {
+                let n = names[t].clone();
+                steps.push(Primitive::Split { loop_: n.clone(), factor: d });
+                let mut order: Vec<String> = vec![format!("{n}_o")];
+                order.extend(names[t + 1..].iter().cloned());
+                order.push(format!("{n}_i"));
+                steps.push(Primitive::Reorder { loops: order });
+                names[t] = format!("{n}_o");
+                factor = d;
+            }
+        }
+        let extent: i64 = chain[..parallel].iter().map(|l| l.extent).product::<i64>() / factor;
         let mut fused = names[0].clone();
         for n in &names[1..] {
             steps.push(Primitive::Fuse { outer: fused.clone(), inner: n.clone() });
             fused = format!("{fused}_{n}");
         }
-        let size = WORKGROUP.min(extent);
+        let size = workgroup_size(extent);
         steps.push(Primitive::Split { loop_: fused.clone(), factor: size });
         let (block, thread) = (format!("{fused}_o"), format!("{fused}_i"));
         steps.push(Primitive::Bind { loop_: block, to: "workgroup".into() });
         steps.push(Primitive::Bind { loop_: thread.clone(), to: "invocation".into() });
-        // A reduction under the invocation loop accumulates in a register, not in memory.
-        let below = &chain[parallel - 1].body;
-        if register_tile && extent % size == 0 && below.iter().any(|s| matches!(s, Stmt::For(_))) {
+        // A reduction under the invocation loop accumulates in registers, not in memory.
+        if tile != Tile::None && extent % size == 0 && reduction {
             if let Some(Stmt::Store { buf, .. }) = below.first() {
                 steps.push(Primitive::CacheWrite { buffer: f.buffer(*buf).name.clone(), at: thread });
             }
