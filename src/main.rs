@@ -47,6 +47,10 @@ enum Command {
         /// Threads of the llvm and cranelift backends.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Element type of the model's tensors: f32, or f16 (weights, activations, inputs and
+        /// outputs in half precision; computed in f32, or in f16 where the target has it).
+        #[arg(long, default_value = "f32")]
+        dtype: String,
     },
     /// Compile a model ahead of time into a static library, a C header and a runner.
     Compile {
@@ -72,6 +76,10 @@ enum Command {
         /// schedule, when there is one, instead of the default.
         #[arg(long)]
         records: Option<PathBuf>,
+        /// Element type of the model's tensors: f32, or f16 (weights, activations, inputs and
+        /// outputs in half precision; computed in f32, or in f16 where the target has it).
+        #[arg(long, default_value = "f32")]
+        dtype: String,
     },
     /// Measure latency (median and p90 of repeated runs) and print a per-program profile.
     Bench {
@@ -89,6 +97,10 @@ enum Command {
         /// Tuning records: use each task's best recorded schedule (llvm and cranelift backends).
         #[arg(long)]
         records: Option<PathBuf>,
+        /// Element type of the model's tensors: f32, or f16 (weights, activations, inputs and
+        /// outputs in half precision; computed in f32, or in f16 where the target has it).
+        #[arg(long, default_value = "f32")]
+        dtype: String,
     },
     /// Tune the schedules of a model's tensor programs by measurement (see `--records`).
     Tune(tune_cli::TuneArgs),
@@ -171,14 +183,15 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { model, inputs, output, seed, backend, threads } => {
-            run(&model, &inputs, output.as_deref(), seed, &backend, threads)
+        Command::Run { model, inputs, output, seed, backend, threads, dtype } => {
+            parse_dtype(&dtype).and_then(|dtype| run(&model, &inputs, output.as_deref(), seed, &backend, threads, dtype))
         }
-        Command::Compile { model, arch, cpu, threads, output, no_graph_opt, records } => {
-            compile(&model, &arch, cpu.as_deref(), threads, &output, !no_graph_opt, records.as_deref())
-        }
-        Command::Bench { model, backend, threads, runs, warmup, records } => {
-            bench(&model, &backend, threads, runs, warmup, records.as_deref())
+        Command::Compile { model, arch, cpu, threads, output, no_graph_opt, records, dtype } => parse_dtype(&dtype).and_then(|dtype| {
+            let graph = runtime::GraphOptions { optimize: !no_graph_opt, dtype };
+            compile(&model, &arch, cpu.as_deref(), threads, &output, graph, records.as_deref())
+        }),
+        Command::Bench { model, backend, threads, runs, warmup, records, dtype } => {
+            parse_dtype(&dtype).and_then(|dtype| bench(&model, &backend, threads, runs, warmup, records.as_deref(), dtype))
         }
         Command::Tune(args) => tune_cli::tune(args),
         Command::TuneWorker => return tune_cli::worker(),
@@ -203,6 +216,21 @@ fn main() -> ExitCode {
 
 type CliResult<T> = Result<T, String>;
 
+/// `--dtype`: the element type models are compiled for.
+fn parse_dtype(name: &str) -> CliResult<DType> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        other => Err(format!("unknown --dtype {other:?}; available: f32, f16")),
+    }
+}
+
+/// A model's inputs in the element type it was compiled for (f32 inputs of an f16 model are
+/// rounded to half; f16 ones of an f32 model widened).
+fn inputs_as(inputs: Vec<Tensor>, dtype: DType) -> Vec<Tensor> {
+    inputs.into_iter().map(|t| t.with_float_dtype(dtype)).collect()
+}
+
 /// Loads an ONNX model, or a text IR file when the name ends in `.ir`.
 fn load(path: &Path) -> CliResult<Graph> {
     if path.extension().is_some_and(|e| e == "ir") {
@@ -212,9 +240,12 @@ fn load(path: &Path) -> CliResult<Graph> {
     frontend::load_onnx(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, backend: &str, threads: usize) -> CliResult<()> {
+fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, backend: &str, threads: usize, dtype: DType) -> CliResult<()> {
     let backend = Backend::parse(backend)?;
     let g = load(model)?;
+    if dtype == DType::F16 && matches!(backend, Backend::Cranelift | Backend::Wgpu) {
+        return Err("--dtype f16 runs on the llvm and interp backends".into());
+    }
     let mut given: Vec<Option<Tensor>> = vec![None; g.inputs.len()];
     for b in bindings {
         let (pos, file) = match b.split_once('=') {
@@ -236,15 +267,18 @@ fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, back
         .zip(given)
         .map(|(&v, t)| t.map(Ok).unwrap_or_else(|| random_tensor(g.ty(v), &mut rng)))
         .collect::<CliResult<_>>()?;
+    let inputs = inputs_as(inputs, dtype);
     let start = Instant::now();
     let outputs = match backend {
         Backend::Interp => {
+            let g = if dtype == DType::F16 { passes::graph::half::to_f16(&g).map_err(|e| e.to_string())? } else { g.clone() };
+            let inputs: Vec<Tensor> = inputs.iter().zip(&g.inputs).map(|(t, &v)| t.with_float_dtype(g.ty(v).dtype)).collect();
             let outputs = interp::run(&g, &inputs).map_err(|e| e.to_string())?;
             eprintln!("ran {} nodes on interp in {:.1} ms", g.nodes.len(), start.elapsed().as_secs_f64() * 1e3);
             outputs
         }
         Backend::Llvm => {
-            let (loaded, _) = load_native(&g, threads, &runtime::DefaultSchedules)?;
+            let (loaded, _) = load_native(&g, threads, &runtime::DefaultSchedules, dtype)?;
             let compiled = start.elapsed().as_secs_f64();
             let run_start = Instant::now();
             let outputs = loaded.run(&inputs).map_err(|e| e.to_string())?;
@@ -331,7 +365,7 @@ fn parse_target(arch: &str, cpu: Option<&str>) -> CliResult<llvm_backend::Target
 
 /// Compiles `g` for this machine into a temporary folder and loads it into the process; also
 /// says how many programs took their schedule from `schedules`.
-fn load_native(g: &Graph, threads: usize, schedules: &dyn runtime::ScheduleSource) -> CliResult<(runtime::LoadedModel, usize)> {
+fn load_native(g: &Graph, threads: usize, schedules: &dyn runtime::ScheduleSource, dtype: DType) -> CliResult<(runtime::LoadedModel, usize)> {
     let dir = std::env::temp_dir().join(format!("chanasc-native-{}", std::process::id()));
     let opts = runtime::CompileOptions {
         target: llvm_backend::Target::host(),
@@ -339,10 +373,10 @@ fn load_native(g: &Graph, threads: usize, schedules: &dyn runtime::ScheduleSourc
         prefix: "model".into(),
         shared_library: true,
         optimize: true,
+        dtype,
     };
     let report = runtime::compile_with(g, &opts, &dir, schedules).map_err(|e| e.to_string())?;
-    let types = |vs: &[ir::ValueId]| vs.iter().map(|&v| g.ty(v).clone()).collect::<Vec<_>>();
-    let loaded = runtime::LoadedModel::load(&dir.join("libmodel.so"), "model", threads, types(&g.inputs), types(&g.outputs));
+    let loaded = runtime::LoadedModel::load(&dir.join("libmodel.so"), "model", threads, report.inputs.clone(), report.outputs.clone());
     // The library stays mapped after its file is gone.
     let _ = std::fs::remove_dir_all(&dir);
     loaded.map(|m| (m, report.tuned_programs)).map_err(|e| e.to_string())
@@ -354,16 +388,17 @@ fn compile(
     cpu: Option<&str>,
     threads: usize,
     output: &Path,
-    optimize: bool,
+    graph: runtime::GraphOptions,
     records: Option<&Path>,
 ) -> CliResult<()> {
     let start = Instant::now();
     let g = load(model)?;
     if arch == "wgpu" {
-        return compile_wgpu(&g, model, output, start);
+        return compile_wgpu(&g, model, output, start, records);
     }
-    let opts =
-        runtime::CompileOptions { target: parse_target(arch, cpu)?, threads, prefix: "model".into(), shared_library: false, optimize };
+    let target = parse_target(arch, cpu)?;
+    let (optimize, dtype) = (graph.optimize, graph.dtype);
+    let opts = runtime::CompileOptions { target, threads, prefix: "model".into(), shared_library: false, optimize, dtype };
     let r = match records {
         Some(path) => runtime::compile_with(&g, &opts, output, &tune_cli::load_records(path)?),
         None => runtime::compile(&g, &opts, output),
@@ -387,10 +422,21 @@ fn compile(
     Ok(())
 }
 
+/// The wgpu target's schedules of a records file, or the GPU default schedules.
+fn gpu_schedules(records: Option<&Path>) -> CliResult<Box<dyn runtime::ScheduleSource>> {
+    Ok(match records {
+        Some(path) => Box::new(tune::gpu::GpuRecordSchedules(tune_cli::load_records(path)?)),
+        None => Box::new(runtime::DefaultSchedules),
+    })
+}
+
 /// `compile --arch wgpu`: the bundle (WGSL shaders, weights, manifest) that
 /// `chanasc-wgpu-run` executes.
-fn compile_wgpu(g: &Graph, model: &Path, output: &Path, start: Instant) -> CliResult<()> {
-    let (bundle, r) = runtime::gpu::gpu_bundle(g, &runtime::DefaultSchedules).map_err(|e| e.to_string())?;
+fn compile_wgpu(g: &Graph, model: &Path, output: &Path, start: Instant, records: Option<&Path>) -> CliResult<()> {
+    let (bundle, r) = runtime::gpu::gpu_bundle(g, gpu_schedules(records)?.as_ref()).map_err(|e| e.to_string())?;
+    if records.is_some() {
+        println!("{} of {} tensor programs use tuned schedules", r.tuned_programs, r.programs);
+    }
     bundle.write(output).map_err(|e| e.to_string())?;
     println!(
         "compiled {} for wgpu in {:.2} s: {} tensor programs (and {} run once at creation), {:.1} MiB weights, {:.1} MiB GPU buffers",
@@ -405,21 +451,25 @@ fn compile_wgpu(g: &Graph, model: &Path, output: &Path, start: Instant) -> CliRe
     Ok(())
 }
 
-fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize, records: Option<&Path>) -> CliResult<()> {
+fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize, records: Option<&Path>, dtype: DType) -> CliResult<()> {
     let backend = Backend::parse(backend)?;
+    if dtype == DType::F16 && backend != Backend::Llvm {
+        return Err("--dtype f16 is benchmarked on the llvm backend".into());
+    }
     // Compile time is counted from the model file: import, graph passes, lowering,
     // schedules, code generation and (llvm) linking and loading.
     let start = Instant::now();
     let g = load(model)?;
     let mut rng = SplitMix64(0);
     let inputs: Vec<Tensor> = g.inputs.iter().map(|&v| random_tensor(g.ty(v), &mut rng)).collect::<CliResult<_>>()?;
+    let inputs = inputs_as(inputs, dtype);
     let schedules: Box<dyn runtime::ScheduleSource> = match records {
         Some(path) if backend != Backend::Interp => Box::new(tune_cli::load_records(path)?),
         _ => Box::new(runtime::DefaultSchedules),
     };
     let loaded: Option<Box<dyn runtime::InProcessModel>> = match backend {
         Backend::Llvm => {
-            let (m, tuned) = load_native(&g, threads, schedules.as_ref())?;
+            let (m, tuned) = load_native(&g, threads, schedules.as_ref(), dtype)?;
             if let Some(path) = records {
                 println!("{tuned} tensor programs use tuned schedules from {}", path.display());
             }
@@ -432,10 +482,10 @@ fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize
             }
             Some(Box::new(m))
         }
-        // GPU schedules are not tuned yet: records are for CPU targets.
+        // The records' wgpu schedules (`tune --arch wgpu`), not the CPU's.
         Backend::Wgpu => {
-            let (m, report) = runtime::GpuModel::build(&g, &runtime::DefaultSchedules).map_err(|e| e.to_string())?;
-            println!("{} tensor programs on {}", report.programs, m.adapter());
+            let (m, report) = runtime::GpuModel::build(&g, gpu_schedules(records)?.as_ref()).map_err(|e| e.to_string())?;
+            println!("{} tensor programs on {} ({} with tuned schedules)", report.programs, m.adapter(), report.tuned_programs);
             Some(Box::new(m))
         }
         Backend::Interp => None,
@@ -552,6 +602,7 @@ fn print_summary(t: &Tensor) {
             let head: Vec<String> = v.iter().take(8).map(|x| format!("{x:.6}")).collect();
             println!("  min {min:.6}  max {max:.6}  mean {mean:.6}  first [{}]", head.join(", "));
         }
+        TensorData::F16(_) => print_summary(&t.with_float_dtype(DType::F32)),
         TensorData::I64(v) => println!("  {:?}", &v[..v.len().min(16)]),
         TensorData::Bool(v) => println!("  {:?}", &v[..v.len().min(16)]),
         _ => {}
@@ -664,7 +715,7 @@ fn random_tensor(ty: &ir::TensorType, rng: &mut SplitMix64) -> CliResult<Tensor>
         DType::F32 => TensorData::F32((0..n).map(|_| rng.next_f32()).collect()),
         DType::I64 => TensorData::I64((0..n).map(|_| (rng.next_u64() % 10) as i64).collect()),
         DType::Bool => TensorData::Bool((0..n).map(|_| rng.next_u64() & 1 == 1).collect()),
-        DType::F16 => return Err("f16 inputs are not supported yet".into()),
+        DType::F16 => TensorData::F16((0..n).map(|_| ir::f16::from_f32(rng.next_f32())).collect()),
     };
     Tensor::new(ty.shape.clone(), data).map_err(|e| e.to_string())
 }

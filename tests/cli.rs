@@ -196,3 +196,64 @@ fn cranelift_backend_runs_benches_and_unknown_backends_are_errors() {
     assert!(out.contains("compiled in") && out.contains("on cranelift, 1 thread(s), 3 runs") && out.contains("per-program profile"), "{out}");
     assert_clean_error(&chanasc(&["run", m, "--backend", "tvm"]), &["unknown backend \"tvm\"", "cranelift"]);
 }
+
+/// `--dtype f16`: the example runs in half precision on the interpreter and as native code,
+/// close to its f32 output; the compiled runner reads and writes f16 `.npy` files (and says
+/// so when given f32); unknown dtypes are clean errors.
+#[test]
+fn half_precision_runs_compiles_and_reads_f16_npy() {
+    let dir = tempdir("f16");
+    let model = write_example(&dir);
+    let m = model.to_str().unwrap();
+    let x = dir.join("x.npy");
+    let mut rng = 7u64;
+    let values: Vec<f32> = (0..3 * 32 * 32)
+        .map(|_| {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (rng >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect();
+    let input = ir::Tensor::f32(vec![1, 3, 32, 32], values).unwrap();
+    frontend::npy::write_npy(&x, &input).unwrap();
+    let output = |backend: &str, dtype: &str| {
+        let y = dir.join(format!("y-{backend}-{dtype}.npy"));
+        let o = chanasc(&["run", m, "--input", x.to_str().unwrap(), "--backend", backend, "--dtype", dtype, "-o", y.to_str().unwrap()]);
+        assert!(o.status.success(), "{backend} {dtype}: {}", stderr(&o));
+        frontend::npy::read_npy(&y).unwrap()
+    };
+    let reference = output("interp", "f32");
+    for backend in ["interp", "llvm"] {
+        let y = output(backend, "f16");
+        assert_eq!(y.dtype(), ir::DType::F16, "{backend}");
+        let rel = compare_f32(&y.with_float_dtype(ir::DType::F32), &reference);
+        assert!(rel > 0.0 && rel <= 1e-2, "{backend} f16 differs from f32 by {rel:e}");
+    }
+
+    let out = dir.join("compiled16");
+    let o = chanasc(&["compile", m, "--dtype", "f16", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let manifest = std::fs::read_to_string(out.join("model.json")).unwrap();
+    assert!(manifest.contains("\"dtype\": \"f16\""), "{manifest}");
+    let x16 = dir.join("x16.npy");
+    frontend::npy::write_npy(&x16, &input.with_float_dtype(ir::DType::F16)).unwrap();
+    let y16 = dir.join("y16.npy");
+    let ran = Command::new(out.join("model")).args(["--input", x16.to_str().unwrap(), "-o", y16.to_str().unwrap()]).output().unwrap();
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let y = frontend::npy::read_npy(&y16).unwrap();
+    assert_eq!(y.dtype(), ir::DType::F16);
+    assert!(compare_f32(&y.with_float_dtype(ir::DType::F32), &reference) <= 1e-2);
+    // The runner wants the model's dtype.
+    let wrong = Command::new(out.join("model")).args(["--input", x.to_str().unwrap(), "-o", y16.to_str().unwrap()]).output().unwrap();
+    assert!(!wrong.status.success() && stderr(&wrong).contains("dtype differs"), "{}", stderr(&wrong));
+
+    assert_clean_error(&chanasc(&["run", m, "--dtype", "f8"]), &["--dtype", "f8"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// max|a-b| / max|b| of two f32 tensors of the same shape.
+fn compare_f32(a: &ir::Tensor, b: &ir::Tensor) -> f64 {
+    assert_eq!(a.shape, b.shape);
+    let (a, b) = (a.as_f32().unwrap(), b.as_f32().unwrap());
+    let scale = b.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
+    a.iter().zip(b).fold(0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs())) / scale
+}

@@ -13,7 +13,7 @@ fn err<T>(path: &Path, msg: impl std::fmt::Display) -> Result<T> {
     Err(FrontendError::Npy(format!("{}: {msg}", path.display())))
 }
 
-/// Reads an `.npy` file: f32, f64 (read as f32), any integer type (as i64) or bool.
+/// Reads an `.npy` file: f32, f16, f64 (read as f32), any integer type (as i64) or bool.
 pub fn read_npy(path: &Path) -> Result<Tensor> {
     let bytes = std::fs::read(path).map_err(|source| FrontendError::Io { path: path.display().to_string(), source })?;
     parse_npy(&bytes).or_else(|m| err(path, m))
@@ -52,7 +52,7 @@ pub fn parse_npy(bytes: &[u8]) -> std::result::Result<Tensor, String> {
     let width = match kind {
         "f4" | "i4" | "u4" => 4,
         "f8" | "i8" | "u8" => 8,
-        "i2" | "u2" => 2,
+        "f2" | "i2" | "u2" => 2,
         "i1" | "u1" | "b1" => 1,
         _ => return Err(format!("dtype {descr} is not supported")),
     };
@@ -63,6 +63,7 @@ pub fn parse_npy(bytes: &[u8]) -> std::result::Result<Tensor, String> {
     let data = match kind {
         "f4" => TensorData::F32((0..n).map(|i| f32::from_le_bytes(el(i).try_into().expect("4 bytes"))).collect()),
         "f8" => TensorData::F32((0..n).map(|i| f64::from_le_bytes(el(i).try_into().expect("8 bytes")) as f32).collect()),
+        "f2" => TensorData::F16((0..n).map(|i| ir::f16::from_le_bytes(el(i).try_into().expect("2 bytes"))).collect()),
         "b1" => TensorData::Bool((0..n).map(|i| el(i)[0] != 0).collect()),
         _ => {
             let signed = kind.starts_with('i');
@@ -102,6 +103,7 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 pub fn npy_bytes(t: &Tensor) -> Vec<u8> {
     let descr = match t.data {
         TensorData::F32(_) => "<f4",
+        TensorData::F16(_) => "<f2",
         TensorData::I64(_) => "<i8",
         TensorData::Bool(_) => "|b1",
     };
@@ -120,11 +122,7 @@ pub fn npy_bytes(t: &Tensor) -> Vec<u8> {
     out.extend_from_slice(&[1, 0]);
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    match &t.data {
-        TensorData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::Bool(v) => v.iter().for_each(|&x| out.push(x as u8)),
-    }
+    out.extend_from_slice(&t.data.to_le_bytes());
     out
 }
 
@@ -147,6 +145,7 @@ mod tests {
             Tensor::f32(vec![2, 3], vec![1.0, -2.5, 3.25, 0.0, 1e-7, 6.0]).unwrap(),
             Tensor::i64(vec![3], vec![-1, 0, 1 << 40]).unwrap(),
             Tensor::new(vec![2, 1], TensorData::Bool(vec![true, false])).unwrap(),
+            Tensor::f32(vec![3], vec![1.0, -65504.0, 6.1e-5]).unwrap().with_float_dtype(ir::DType::F16),
             Tensor::scalar_f32(4.5),
         ];
         for t in cases {

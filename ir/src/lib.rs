@@ -12,5 +12,5 @@ pub mod types;
 
 pub use error::IrError;
 pub use graph::{Fused, FusedRef, FusedStep, Graph, Node, NodeId, Op, ValueDef, ValueId, ValueInfo, WeightId};
-pub use tensor::{Tensor, TensorData};
+pub use tensor::{f16, Tensor, TensorData};
 pub use types::{DType, TensorType};

@@ -80,12 +80,17 @@ fn constants_keep_their_bits() {
     let a = g.add_const(Some("a".into()), Tensor::f32([8], vals.clone()).unwrap());
     let i = g.add_const(None, Tensor::i64([2], vec![i64::MIN, i64::MAX]).unwrap());
     let bools = g.add_const(None, Tensor::new([2], TensorData::Bool(vec![true, false])).unwrap());
-    g.outputs = vec![a, i, bools];
+    // f16: the smallest subnormal, the largest half, a rounded third, negative zero.
+    let halves: Vec<ir::f16> = [5.960464477539063e-8f32, 65504.0, 1.0 / 3.0, -0.0].iter().map(|&x| ir::f16::from_f32(x)).collect();
+    let h = g.add_const(None, Tensor::new([4], TensorData::F16(halves.clone())).unwrap());
+    g.outputs = vec![a, i, bools, h];
     let parsed = parse_graph(&print_graph(&g)).unwrap();
     let got = parsed.const_data(parsed.outputs[0]).unwrap().as_f32().unwrap().to_vec();
     assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), vals.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
     assert_eq!(parsed.const_data(parsed.outputs[1]).unwrap().as_i64().unwrap(), &[i64::MIN, i64::MAX]);
     assert_eq!(parsed.const_data(parsed.outputs[2]).unwrap().as_bool().unwrap(), &[true, false]);
+    let TensorData::F16(got) = &parsed.const_data(parsed.outputs[3]).unwrap().data else { panic!("f16 constant parsed as another dtype") };
+    assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), halves.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
 }
 
 #[test]

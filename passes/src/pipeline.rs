@@ -1,6 +1,6 @@
 //! The compilation pipeline, every pass in order in one place.
 
-use ir::Graph;
+use ir::{DType, Graph};
 
 use crate::PassError;
 
@@ -26,15 +26,41 @@ pub fn optimize_graph(g: &Graph) -> Result<Graph, PassError> {
 /// explicit pad ops (which lowering folds into their producers).
 pub const CODEGEN_PASSES: &[&str] = &["explicit-padding"];
 
+/// How a graph is prepared for code generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphOptions {
+    /// Run every graph pass, or only the ones code generation needs (to measure what the
+    /// optimizations bring).
+    pub optimize: bool,
+    /// The element type of the graph's floating-point tensors: f32, or f16 (`--dtype f16`:
+    /// converted after the optimizations, which fold constants in f32).
+    pub dtype: DType,
+}
+
+impl From<bool> for GraphOptions {
+    fn from(optimize: bool) -> GraphOptions {
+        GraphOptions { optimize, dtype: DType::F32 }
+    }
+}
+
 /// The graph passes for compiling: all of them, or with `optimize` off only the ones code
-/// generation needs (to measure what the optimizations bring).
-pub fn prepare_graph(g: &Graph, optimize: bool) -> Result<Graph, PassError> {
+/// generation needs; then the conversion to f16 when asked for.
+pub fn prepare_graph(g: &Graph, opts: impl Into<GraphOptions>) -> Result<Graph, PassError> {
+    let opts = opts.into();
     let mut g = g.clone();
     for (name, pass) in GRAPH_PASSES {
-        if optimize || CODEGEN_PASSES.contains(name) {
+        if opts.optimize || CODEGEN_PASSES.contains(name) {
             g = pass(&g)?;
             ir::graph::verify::verify(&g)?;
         }
+    }
+    match opts.dtype {
+        DType::F32 => {}
+        DType::F16 => {
+            g = crate::graph::half::to_f16(&g)?;
+            ir::graph::verify::verify(&g)?;
+        }
+        other => return Err(PassError::Ir(ir::IrError::Invalid(format!("--dtype {other}: models compute in f32 or f16")))),
     }
     Ok(g)
 }

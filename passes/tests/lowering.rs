@@ -61,6 +61,7 @@ fn compare(got: &Tensor, want: &Tensor, tol: f64) -> Result<(), String> {
 fn elem(d: &TensorData, i: usize) -> String {
     match d {
         TensorData::F32(v) => format!("{:?}", v.get(i)),
+        TensorData::F16(v) => format!("{:?}", v.get(i)),
         TensorData::I64(v) => format!("{:?}", v.get(i)),
         TensorData::Bool(v) => format!("{:?}", v.get(i)),
     }
@@ -71,6 +72,7 @@ fn elem(d: &TensorData, i: usize) -> String {
 fn poisoned(want: &Tensor) -> Tensor {
     let data = match &want.data {
         TensorData::F32(v) => TensorData::F32(v.iter().map(|&x| if x.is_nan() { 7.0 } else { f32::NAN }).collect()),
+        TensorData::F16(v) => TensorData::F16(v.iter().map(|&x| if x.is_nan() { ir::f16::from_f32(7.0) } else { ir::f16::NAN }).collect()),
         TensorData::I64(v) => TensorData::I64(v.iter().map(|&x| x.wrapping_add(1)).collect()),
         TensorData::Bool(v) => TensorData::Bool(v.iter().map(|&x| !x).collect()),
     };

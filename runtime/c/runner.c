@@ -20,12 +20,14 @@ static void die(const char *fmt, const char *arg) {
 
 static size_t dtype_size(const char *dtype) {
     if (strcmp(dtype, "f32") == 0) return 4;
+    if (strcmp(dtype, "f16") == 0) return 2;
     if (strcmp(dtype, "i64") == 0) return 8;
     return 1; /* bool */
 }
 
 static const char *npy_descr(const char *dtype) {
     if (strcmp(dtype, "f32") == 0) return "<f4";
+    if (strcmp(dtype, "f16") == 0) return "<f2";
     if (strcmp(dtype, "i64") == 0) return "<i8";
     return "|b1";
 }

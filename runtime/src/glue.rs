@@ -49,7 +49,8 @@ pub fn header(g: &Graph, prefix: &str, default_threads: usize) -> String {
         r#"/* {prefix}.h: the C API of a model compiled by chanasc.
  *
 {io} *
- * Tensors are dense, row-major, in the dtype given (f32: float, i64: int64_t, bool: one byte).
+ * Tensors are dense, row-major, in the dtype given (f32: float, f16: IEEE half as uint16_t,
+ * i64: int64_t, bool: one byte).
  * Link with lib{prefix}.a and -lpthread -lm. Example:
  *
  *   {prefix}_model *m = {prefix}_create(1);
@@ -81,7 +82,7 @@ void {prefix}_destroy({prefix}_model *m);
  * Returns 0. */
 int {prefix}_run({prefix}_model *m, const void *const *inputs, void *const *outputs);
 
-/* The model's interface: counts, names, ranks, shapes and dtypes ("f32", "i64", "bool"). */
+/* The model's interface: counts, names, ranks, shapes and dtypes ("f32", "f16", "i64", "bool"). */
 int {prefix}_num_inputs(void);
 int {prefix}_num_outputs(void);
 const char *{prefix}_input_name(int i);

@@ -14,9 +14,10 @@ mod pool;
 use std::path::{Path, PathBuf};
 
 use ir::loops::{Func, LoopKind, Stmt};
-use ir::{Graph, TensorData, ValueId};
+use ir::{Graph, ValueId};
 use llvm_backend::{ConstBlob, Kernel, Target};
 use passes::lower::Step;
+pub use passes::pipeline::GraphOptions;
 use passes::schedule::{default_schedule, Trace};
 use thiserror::Error;
 
@@ -90,6 +91,15 @@ pub struct CompileOptions {
     /// Run the graph optimizations (e-graph rewrites, fusion); off, every graph node is its
     /// own tensor program, to measure what they bring.
     pub optimize: bool,
+    /// f32, or f16 (`--dtype f16`): weights, activations, inputs and outputs in half
+    /// precision, computed in f32 (and in f16 where the target has half arithmetic).
+    pub dtype: ir::DType,
+}
+
+impl CompileOptions {
+    fn graph_options(&self) -> GraphOptions {
+        GraphOptions { optimize: self.optimize, dtype: self.dtype }
+    }
 }
 
 /// The lowered, scheduled programs of a graph and the graph they were made from (after the
@@ -140,7 +150,7 @@ pub fn program_flops(graph: &Graph, nodes: &[ir::NodeId]) -> u64 {
 }
 
 /// Runs the graph passes, lowers every node and applies the default schedules.
-pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str, optimize: bool) -> Result<Lowered, RuntimeError> {
+pub fn lower_and_schedule(g: &Graph, target: &Target, prefix: &str, optimize: impl Into<GraphOptions>) -> Result<Lowered, RuntimeError> {
     lower_and_schedule_with(g, target, prefix, optimize, &DefaultSchedules)
 }
 
@@ -150,7 +160,7 @@ pub fn lower_and_schedule_with(
     g: &Graph,
     target: &Target,
     prefix: &str,
-    optimize: bool,
+    optimize: impl Into<GraphOptions>,
     schedules: &dyn ScheduleSource,
 ) -> Result<Lowered, RuntimeError> {
     lower_and_schedule_defaults(g, target, prefix, optimize, schedules, default_schedule)
@@ -162,7 +172,7 @@ pub fn lower_and_schedule_defaults(
     g: &Graph,
     target: &Target,
     prefix: &str,
-    optimize: bool,
+    optimize: impl Into<GraphOptions>,
     schedules: &dyn ScheduleSource,
     defaults: fn(&Func, usize) -> Trace,
 ) -> Result<Lowered, RuntimeError> {
@@ -187,6 +197,11 @@ pub fn lower_and_schedule_defaults(
                 (trace, func)
             }
         };
+        // Programs are lowered and scheduled in f32; f16 tensors are then read and written
+        // through casts (see passes::lower::half).
+        let half: Vec<bool> = p.args.iter().map(|&v| graph.ty(v).dtype == ir::DType::F16).collect();
+        let func = passes::lower::half::store_params_in_f16(&func, &half);
+        let func = if target.has_f16_arithmetic() { passes::lower::half::narrow_arithmetic(&func) } else { func };
         let flops = program_flops(&graph, &p.nodes);
         let first = p.nodes.first().map(|&n| graph.node(n));
         let name = match first.and_then(|n| n.name.clone()) {
@@ -233,17 +248,7 @@ fn weight_bytes(g: &Graph, v: ValueId) -> Result<Vec<u8>, RuntimeError> {
         let name = g.value(v).name.clone().unwrap_or_else(|| v.to_string());
         RuntimeError::Model(format!("weight {name} has no data (a text IR file with external weights cannot be compiled)"))
     })?;
-    Ok(match &t.data {
-        TensorData::F32(d) => {
-            let mut out = Vec::with_capacity(d.len() * 4);
-            for x in d {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-            out
-        }
-        TensorData::I64(d) => d.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::Bool(d) => d.iter().map(|&b| b as u8).collect(),
-    })
+    Ok(t.data.to_le_bytes())
 }
 
 /// The weight blobs of a model: blob i holds the plan's weight i (empty when every program
@@ -340,7 +345,7 @@ pub fn compile(g: &Graph, opts: &CompileOptions, out: &Path) -> Result<CompileRe
 /// [`compile`] with each program's schedule taken from `schedules` when it has one.
 pub fn compile_with(g: &Graph, opts: &CompileOptions, out: &Path, schedules: &dyn ScheduleSource) -> Result<CompileReport, RuntimeError> {
     let prefix = opts.prefix.as_str();
-    let lowered = lower_and_schedule_with(g, &opts.target, prefix, opts.optimize, schedules)?;
+    let lowered = lower_and_schedule_with(g, &opts.target, prefix, opts.graph_options(), schedules)?;
     let graph = &lowered.graph;
     let plan = plan::plan(graph, &lowered.steps);
     let (blobs, overrides) = weight_blobs(&lowered, &plan)?;

@@ -113,6 +113,8 @@ pub(crate) fn checked_outputs(inputs: &[Tensor], want: &[TensorType], outputs: &
 pub(crate) fn data_ptr(t: &Tensor) -> *const c_void {
     match &t.data {
         TensorData::F32(v) => v.as_ptr() as *const c_void,
+        // `half::f16` is the 16 bits of the half, as the model's f16 is.
+        TensorData::F16(v) => v.as_ptr() as *const c_void,
         TensorData::I64(v) => v.as_ptr() as *const c_void,
         // Rust's bool is one byte holding 0 or 1, as the model's bool is.
         TensorData::Bool(v) => v.as_ptr() as *const c_void,

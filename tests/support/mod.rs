@@ -17,9 +17,12 @@ pub fn shared_dir() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-/// Checks `got` against `want`: same shape; f32 within `tol` of max|want| (NaN where NaN);
-/// other dtypes exactly.
+/// Checks `got` against `want`: same shape; f32 (or f16 against f32) within `tol` of
+/// max|want| (NaN where NaN); other dtypes exactly.
 pub fn compare(got: &Tensor, want: &Tensor, tol: f64) -> Result<f64, String> {
+    if got.dtype() == ir::DType::F16 {
+        return compare(&got.with_float_dtype(ir::DType::F32), want, tol);
+    }
     if got.shape != want.shape {
         return Err(format!("shape {:?}, expected {:?}", got.shape, want.shape));
     }
@@ -47,4 +50,10 @@ pub fn compare(got: &Tensor, want: &Tensor, tol: f64) -> Result<f64, String> {
         (a, b) if a.dtype() != b.dtype() => Err(format!("dtype {}, expected {}", a.dtype(), b.dtype())),
         _ => Err("values differ".into()),
     }
+}
+
+/// The position of the largest element (the top-1 class of a classifier's output).
+pub fn argmax(t: &Tensor) -> usize {
+    let v = t.to_f32_vec();
+    (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap_or(0)
 }

@@ -46,6 +46,7 @@ impl Engine {
                     prefix: "model".into(),
                     shared_library: true,
                     optimize: true,
+                    dtype: ir::DType::F32,
                 };
                 let built = runtime::compile(g, &opts, &dir);
                 let loaded = built.and_then(|_| {

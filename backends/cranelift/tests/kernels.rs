@@ -43,20 +43,11 @@ fn random_args(f: &Func, seed: u64, (lo, hi): (i64, i64)) -> Vec<Tensor> {
 }
 
 fn to_bytes(t: &Tensor) -> Vec<u8> {
-    match &t.data {
-        TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
-    }
+    t.data.to_le_bytes()
 }
 
 fn from_bytes(like: &Tensor, bytes: &[u8]) -> Tensor {
-    let data = match &like.data {
-        TensorData::F32(_) => TensorData::F32(bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
-        TensorData::I64(_) => TensorData::I64(bytes.chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
-        TensorData::Bool(_) => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
-    };
-    Tensor::new(like.shape.clone(), data).unwrap()
+    Tensor::new(like.shape.clone(), TensorData::from_le_bytes(like.dtype(), bytes)).unwrap()
 }
 
 /// Runs the compiled kernel on copies of `args`, once per [begin, end) range given.

@@ -28,6 +28,8 @@ pub(crate) fn unary(op: UnaryOp, x: &Tensor) -> Result<Tensor> {
             let f = unary_i64(op).ok_or_else(err)?;
             TensorData::I64(v.iter().map(|&a| f(a)).collect())
         }
+        // `eval_op` computes f16 ops in f32.
+        TensorData::F16(_) => return Err(err()),
         TensorData::Bool(v) if op == UnaryOp::Not => {
             TensorData::Bool(v.iter().map(|&a| !a).collect())
         }
@@ -224,6 +226,7 @@ pub(crate) fn clip(x: &Tensor, min: f32, max: f32) -> Result<Tensor> {
                 .collect(),
         ),
         TensorData::Bool(_) => return Err(unsupported("clip", DType::Bool)),
+        TensorData::F16(_) => return Err(unsupported("clip", DType::F16)),
     };
     Ok(Tensor {
         shape: x.shape.clone(),
@@ -232,9 +235,9 @@ pub(crate) fn clip(x: &Tensor, min: f32, max: f32) -> Result<Tensor> {
 }
 
 pub(crate) fn cast(x: &Tensor, to: DType) -> Result<Tensor> {
-    use TensorData::{Bool, F32, I64};
+    use TensorData::{Bool, F16, F32, I64};
     let data = match (&x.data, to) {
-        (_, DType::F16) => return Err(unsupported("cast", DType::F16)),
+        (F16(_), _) | (_, DType::F16) => return Err(unsupported("cast", DType::F16)),
         (F32(v), DType::F32) => F32(v.clone()),
         // `as` truncates toward zero (saturating, NaN to 0).
         (F32(v), DType::I64) => I64(v.iter().map(|&a| a as i64).collect()),
@@ -433,14 +436,11 @@ mod tests {
         assert_eq!(r.as_f32().unwrap(), [1.0, 0.0]);
         let r = eval(Op::Cast { to: DType::Bool }, &[&i64t(&[2], &[0, -3])]).unwrap();
         assert_eq!(r.as_bool().unwrap(), [false, true]);
-        let err = eval(Op::Cast { to: DType::F16 }, &[&x]).unwrap_err();
-        assert_eq!(
-            err,
-            InterpError::Unsupported {
-                op: "cast".into(),
-                dtype: DType::F16
-            }
-        );
+        // To f16 rounds to the nearest half; back to f32 is exact.
+        let h = eval(Op::Cast { to: DType::F16 }, &[&f32t(&[2], &[0.1, -3.0])]).unwrap();
+        assert_eq!(h.dtype(), DType::F16);
+        let r = eval(Op::Cast { to: DType::F32 }, &[&h]).unwrap();
+        assert_eq!(r.as_f32().unwrap(), [0.0999755859375, -3.0]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod reduce;
 mod strided;
 
 use ir::graph::Weight;
-use ir::{Graph, Node, Op, Tensor, TensorType, ValueDef, ValueId};
+use ir::{DType, Graph, Node, Op, Tensor, TensorType, ValueDef, ValueId};
 
 pub use error::InterpError;
 
@@ -23,6 +23,9 @@ pub use error::InterpError;
 /// The operands are checked against the op's shape rule first, and `out` against its
 /// result; any disagreement is an error, never a panic.
 pub fn eval_op(op: &Op, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, InterpError> {
+    if out.dtype == DType::F16 || inputs.iter().any(|t| t.dtype() == DType::F16) {
+        return eval_in_f32(op, inputs, out);
+    }
     for t in inputs {
         check::check_tensor(t)?;
     }
@@ -117,6 +120,21 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, 
 }
 
 /// [N, C, H, W] viewed as [N, C/b, b, H, W], with the block axis moved last.
+/// An op on f16 tensors computes in f32 and rounds its result to half, as compiled code that
+/// stores f16 and computes in f32 does.
+fn eval_in_f32(op: &Op, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, InterpError> {
+    let wide: Vec<Tensor> = inputs.iter().map(|t| t.with_float_dtype(DType::F32)).collect();
+    let wide: Vec<&Tensor> = wide.iter().collect();
+    let op = match op {
+        Op::Cast { to: DType::F16 } => Op::Cast { to: DType::F32 },
+        other => other.clone(),
+    };
+    let narrow = out.dtype == DType::F16;
+    let out32 = TensorType::new(if narrow { DType::F32 } else { out.dtype }, out.shape.clone());
+    let y = eval_op(&op, &wide, &out32)?;
+    Ok(if narrow { y.with_float_dtype(DType::F16) } else { y })
+}
+
 fn to_nchwc(x: &Tensor, block: usize, out: &TensorType) -> Result<Tensor, InterpError> {
     let s = &x.shape;
     let split = TensorType::new(x.dtype(), vec![s[0], s[1] / block, block, s[2], s[3]]);

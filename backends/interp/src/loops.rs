@@ -60,10 +60,10 @@ pub fn run_func(f: &Func, args: &mut [Tensor]) -> Result<()> {
     let mut slots = Vec::with_capacity(f.buffers.len());
     for b in &f.buffers {
         let k = match b.dtype {
-            DType::F32 => 0,
             DType::I64 => 1,
             DType::Bool => 2,
-            DType::F16 => return Err(invalid(format!("%{} is f16, which holds no data", b.name))),
+            // f16 buffers are held as f32 values that are all halves: stores round.
+            DType::F32 | DType::F16 => 0,
         };
         slots.push((b.dtype, counts[k]));
         counts[k] += 1;
@@ -104,6 +104,7 @@ pub fn run_func(f: &Func, args: &mut [Tensor]) -> Result<()> {
         };
         match data {
             TensorData::F32(v) => env.f.push(v),
+            TensorData::F16(v) => env.f.push(v.iter().map(|&x| f32::from(x)).collect()),
             TensorData::I64(v) => env.i.push(v),
             TensorData::Bool(v) => env.b.push(v),
         }
@@ -114,6 +115,7 @@ pub fn run_func(f: &Func, args: &mut [Tensor]) -> Result<()> {
     for b in &f.buffers {
         let data = match b.dtype {
             DType::F32 => fs.next().map(TensorData::F32),
+            DType::F16 => fs.next().map(|v| TensorData::F16(v.into_iter().map(ir::f16::from_f32).collect())),
             DType::I64 => is.next().map(TensorData::I64),
             _ => bs.next().map(TensorData::Bool),
         };
@@ -272,6 +274,11 @@ impl Compiler<'_> {
                     (Code::F(v), DType::F32) => Box::new(move |env: &mut Env| {
                         let (o, x) = (at(env)?, v.eval(env)?);
                         env.f[slot][o] = x;
+                        Ok(())
+                    }),
+                    (Code::F(v), DType::F16) => Box::new(move |env: &mut Env| {
+                        let (o, x) = (at(env)?, v.eval(env)?);
+                        env.f[slot][o] = round_to_f16(x);
                         Ok(())
                     }),
                     (Code::I(v), DType::I64) => Box::new(move |env: &mut Env| {
@@ -470,7 +477,7 @@ impl Compiler<'_> {
                 let (dtype, slot) = self.slot(buf.index())?;
                 let at = self.offset(buf.index(), index)?;
                 match dtype {
-                    DType::F32 => Code::F(Val::Code(Box::new(move |env: &Env| {
+                    DType::F32 | DType::F16 => Code::F(Val::Code(Box::new(move |env: &Env| {
                         Ok(env.f[slot][at(env)?])
                     }))),
                     DType::I64 => Code::I(Int::Code(Box::new(move |env: &Env| {
@@ -659,18 +666,26 @@ fn call(f: Intrinsic, args: Vec<Code>) -> Option<Code> {
     })
 }
 
-/// Conversions as the graph's cast does them.
+/// `x` rounded to the nearest half (ties to even), as an f32: how f16 values are held.
+fn round_to_f16(x: f32) -> f32 {
+    f32::from(ir::f16::from_f32(x))
+}
+
+/// Conversions as the graph's cast does them; f16 values are f32 code that rounds (f16
+/// arithmetic runs in f32, which rounds +, -, * and / of halves correctly after rounding to
+/// half, since 24 >= 2 * 11 + 2 bits).
 fn cast(to: DType, x: Code) -> Option<Code> {
     Some(match (x, to) {
-        (_, DType::F16) => return None,
+        (Code::F(x), DType::F16) => Code::F(Val::Code(map(x, round_to_f16))),
         (x @ Code::F(_), DType::F32)
         | (x @ Code::I(_), DType::I64)
         | (x @ Code::B(_), DType::Bool) => x,
         (Code::F(x), DType::I64) => Code::I(Int::Code(map(x, |v| v as i64))),
         (Code::F(x), _) => Code::B(Val::Code(map(x, |v| v != 0.0))),
         (Code::I(x), DType::F32) => Code::F(Val::Code(map(x, |v| v as f32))),
+        (Code::I(x), DType::F16) => Code::F(Val::Code(map(x, |v| round_to_f16(v as f32)))),
         (Code::I(x), _) => Code::B(Val::Code(map(x, |v| v != 0))),
-        (Code::B(x), DType::F32) => Code::F(Val::Code(map(x, |v| if v { 1.0 } else { 0.0 }))),
+        (Code::B(x), DType::F32 | DType::F16) => Code::F(Val::Code(map(x, |v| if v { 1.0 } else { 0.0 }))),
         (Code::B(x), _) => Code::I(Int::Code(map(x, |v| v as i64))),
     })
 }
@@ -761,6 +776,7 @@ fn permuted(t: &Tensor, layout: &ir::loops::Layout, shape: &[usize]) -> std::res
     };
     Ok(match &t.data {
         TensorData::F32(v) => TensorData::F32(order.iter().map(|&i| v[i]).collect()),
+        TensorData::F16(v) => TensorData::F16(order.iter().map(|&i| v[i]).collect()),
         TensorData::I64(v) => TensorData::I64(order.iter().map(|&i| v[i]).collect()),
         TensorData::Bool(v) => TensorData::Bool(order.iter().map(|&i| v[i]).collect()),
     })

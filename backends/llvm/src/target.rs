@@ -32,6 +32,13 @@ const AVX2_CPUS: &[&str] = &[
     "gracemont", "znver1", "znver2", "znver3", "bdver4",
 ];
 
+/// CPUs whose names imply half-precision arithmetic.
+const FULLFP16_CPUS: &[&str] = &[
+    "cortex-a55", "cortex-a75", "cortex-a76", "cortex-a77", "cortex-a78", "cortex-a710", "cortex-x1", "cortex-x2",
+    "neoverse-n1", "neoverse-n2", "neoverse-v1", "neoverse-v2", "apple-m1", "apple-m2", "apple-m3", "apple-m4",
+];
+const AVX512FP16_CPUS: &[&str] = &["sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d"];
+
 impl Target {
     /// The machine this runs on, as x86-64 (the only host the project builds on).
     pub fn host() -> Target {
@@ -51,7 +58,8 @@ impl Target {
         }
         Ok(match (arch, cpu) {
             (Arch::X86_64, None | Some("native")) => Target::host(),
-            (Arch::Aarch64, None) => Target { arch, cpu: "generic".into(), features: "+neon".into() },
+            // Half arithmetic (ARMv8.2) is only used by f16 models; f32 code is plain ARMv8.
+            (Arch::Aarch64, None) => Target { arch, cpu: "generic".into(), features: "+neon,+fullfp16".into() },
             (Arch::Aarch64, Some("native")) if !cfg!(target_arch = "aarch64") => {
                 return Err(LlvmError::Target { target: "aarch64".into(), msg: "the host is not aarch64: name a CPU".into() })
             }
@@ -73,6 +81,19 @@ impl Target {
             8
         } else {
             4
+        }
+    }
+
+    /// Whether the target has f16 arithmetic (aarch64 `+fullfp16`, x86-64 AVX512-FP16): f16
+    /// models then compute their elementwise arithmetic in half; elsewhere f16 is storage
+    /// (converted to f32 on load, as F16C does).
+    pub fn has_f16_arithmetic(&self) -> bool {
+        let (cpu, features) = self.resolved();
+        let has = |f: &str| features.split(',').any(|x| x == format!("+{f}"));
+        let disabled = |f: &str| features.split(',').any(|x| x == format!("-{f}"));
+        match self.arch {
+            Arch::Aarch64 => has("fullfp16") || (FULLFP16_CPUS.contains(&cpu.as_str()) && !disabled("fullfp16")),
+            Arch::X86_64 => has("avx512fp16") || (AVX512FP16_CPUS.contains(&cpu.as_str()) && !disabled("avx512fp16")),
         }
     }
 

@@ -297,6 +297,7 @@ pub(crate) fn constant_of_shape(cx: &mut NodeCx) -> CResult<ValueId> {
     let value = cx.attr_tensor("value")?.unwrap_or_else(|| Tensor::scalar_f32(0.0));
     let data = match &value.data {
         TensorData::F32(v) => TensorData::F32(vec![v.first().copied().unwrap_or(0.0); n]),
+        TensorData::F16(v) => TensorData::F16(vec![v.first().copied().unwrap_or(ir::f16::ZERO); n]),
         TensorData::I64(v) => TensorData::I64(vec![v.first().copied().unwrap_or(0); n]),
         TensorData::Bool(v) => TensorData::Bool(vec![v.first().copied().unwrap_or(false); n]),
     };

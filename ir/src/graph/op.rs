@@ -480,7 +480,10 @@ impl Op {
             }
             Op::Binary(b) => {
                 let y = inputs[1];
-                if x.dtype != y.dtype {
+                // f16 and f32 mix: an f16 model keeps its small constants (a bias, a scalar)
+                // in f32; the arithmetic is f32 and the result f16.
+                let mixed = matches!((x.dtype, y.dtype), (DType::F16, DType::F32) | (DType::F32, DType::F16));
+                if x.dtype != y.dtype && !mixed {
                     return shape_err(name, format!("operand dtypes differ: {} and {}", x, y));
                 }
                 if b.is_logical() != (x.dtype == DType::Bool) {
@@ -488,7 +491,13 @@ impl Op {
                 }
                 let shape = broadcast_shapes(&x.shape, &y.shape)
                     .ok_or_else(|| IrError::Shape { op: name.into(), message: format!("cannot broadcast {x} with {y}") })?;
-                let dtype = if b.is_comparison() { DType::Bool } else { x.dtype };
+                let dtype = if b.is_comparison() {
+                    DType::Bool
+                } else if mixed {
+                    DType::F16
+                } else {
+                    x.dtype
+                };
                 Ok(TensorType::new(dtype, shape))
             }
             Op::Clip { .. } => Ok(x.clone()),

@@ -118,7 +118,7 @@ impl Parser<'_> {
             p.c.error(format!("constant data does not fit {ty}"))
         };
         let data = match ty.dtype {
-            DType::F32 => {
+            DType::F32 | DType::F16 => {
                 let v: Option<Vec<f32>> = items
                     .iter()
                     .map(|t| match t {
@@ -127,7 +127,11 @@ impl Parser<'_> {
                         _ => None,
                     })
                     .collect();
-                v.map(TensorData::F32)
+                let v = v.map(TensorData::F32);
+                match ty.dtype {
+                    DType::F16 => v.map(|d| Tensor { shape: vec![], data: d }.with_float_dtype(DType::F16).data),
+                    _ => v,
+                }
             }
             DType::I64 => {
                 let v: Option<Vec<i64>> = items.iter().map(|t| if let Token::Int(i) = t { Some(*i) } else { None }).collect();
@@ -144,7 +148,6 @@ impl Parser<'_> {
                     .collect();
                 v.map(TensorData::Bool)
             }
-            DType::F16 => None,
         };
         let Some(data) = data else {
             return Err(bad(self));

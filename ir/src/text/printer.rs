@@ -81,6 +81,8 @@ pub(crate) fn print_attr(a: &Attr) -> String {
 fn print_data(d: &TensorData) -> String {
     let items: Vec<String> = match d {
         TensorData::F32(v) => v.iter().map(|&x| print_f32(x)).collect(),
+        // Every f16 is an f32 exactly, so the f32 text reads back to the same half.
+        TensorData::F16(v) => v.iter().map(|&x| print_f32(f32::from(x))).collect(),
         TensorData::I64(v) => v.iter().map(|x| x.to_string()).collect(),
         TensorData::Bool(v) => v.iter().map(|x| x.to_string()).collect(),
     };

@@ -2,6 +2,7 @@
 //! rebuild a graph node by node.
 
 pub mod explicit_padding;
+pub mod half;
 pub mod matvec_convs;
 
 use ir::{Graph, Node, ValueDef, ValueId};

@@ -5,6 +5,7 @@
 mod elementwise;
 mod fold_pads;
 mod fuse;
+pub mod half;
 mod movement;
 mod nn;
 mod reduce;
@@ -49,7 +50,14 @@ pub enum Step {
 
 /// Lowers every node of a graph, in order: one program per node (a fused node, which the
 /// e-graph's fusion rules made, is one program for all its steps).
+///
+/// A graph with f16 tensors is lowered as its f32 view (`graph::half::compute_view`): the
+/// programs compute in f32 and are scheduled so; [`half::store_params_in_f16`] gives them
+/// their f16 parameters after scheduling.
 pub fn lower_graph(g: &Graph) -> Result<Vec<Step>, PassError> {
+    if crate::graph::half::has_f16(g) {
+        return lower_graph(&crate::graph::half::compute_view(g));
+    }
     let mut steps = Vec::with_capacity(g.nodes.len());
     for (i, node) in g.nodes.iter().enumerate() {
         if let Op::Fused(f) = &node.op {
@@ -190,7 +198,7 @@ pub fn lower_node(g: &Graph, node: &Node) -> Result<Option<Func>, PassError> {
         return Ok(None);
     }
     if ins.iter().any(|t| t.dtype == DType::F16) || out.dtype == DType::F16 {
-        return Err(err("f16 tensors are not lowered yet".into()));
+        return Err(err("f16 tensors are lowered from the graph's f32 view (lower_graph)".into()));
     }
     let mut b = Builder::new(format!("{}_{}", node.op.name(), node.output.0));
     let lowered = match &node.op {

@@ -36,10 +36,10 @@ pub fn param_specs(f: &Func) -> Vec<ParamSpec> {
 }
 
 pub fn dtype_named(name: &str) -> Option<DType> {
-    [DType::F32, DType::I64, DType::Bool].into_iter().find(|d| d.name() == name)
+    [DType::F32, DType::F16, DType::I64, DType::Bool].into_iter().find(|d| d.name() == name)
 }
 
-/// Argument `index` of a program: f32 uniform in [-1, 1), i64 zeros (gather indices stay in
+/// Argument `index` of a program: f32 and f16 uniform in [-1, 1), i64 zeros (gather indices stay in
 /// bounds), bool random.
 pub fn argument(dtype: DType, numel: usize, seed: u64, index: usize) -> Option<TensorData> {
     let mut rng = Rng::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d).wrapping_add(index as u64));
@@ -47,7 +47,7 @@ pub fn argument(dtype: DType, numel: usize, seed: u64, index: usize) -> Option<T
         DType::F32 => TensorData::F32((0..numel).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect()),
         DType::I64 => TensorData::I64(vec![0; numel]),
         DType::Bool => TensorData::Bool((0..numel).map(|_| rng.next_u64() & 1 == 1).collect()),
-        DType::F16 => return None,
+        DType::F16 => TensorData::F16((0..numel).map(|_| ir::f16::from_f64(rng.unit() * 2.0 - 1.0)).collect()),
     })
 }
 
@@ -65,11 +65,7 @@ pub fn arguments(f: &Func, seed: u64) -> Option<Vec<Tensor>> {
 }
 
 pub fn to_bytes(data: &TensorData) -> Vec<u8> {
-    match data {
-        TensorData::F32(d) => d.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::I64(d) => d.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::Bool(d) => d.iter().map(|&b| b as u8).collect(),
-    }
+    data.to_le_bytes()
 }
 
 /// `bytes` (elements of `elem` bytes) rearranged by the layout `(view, perm)`.

@@ -82,20 +82,11 @@ pub fn oracle(f: &Func, args: &[Tensor]) -> Vec<Tensor> {
 }
 
 pub fn to_bytes(t: &Tensor) -> Vec<u8> {
-    match &t.data {
-        TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
-    }
+    t.data.to_le_bytes()
 }
 
 pub fn from_bytes(like: &Tensor, bytes: &[u8]) -> Tensor {
-    let data = match &like.data {
-        TensorData::F32(_) => TensorData::F32(bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
-        TensorData::I64(_) => TensorData::I64(bytes.chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
-        TensorData::Bool(_) => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
-    };
-    Tensor::new(like.shape.clone(), data).unwrap()
+    Tensor::new(like.shape.clone(), TensorData::from_le_bytes(like.dtype(), bytes)).unwrap()
 }
 
 /// 64-byte aligned memory holding a tensor's bytes, followed by a canary.
