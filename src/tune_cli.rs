@@ -11,7 +11,8 @@ use tune::progress::{Bar, Progress};
 pub struct TuneArgs {
     model: PathBuf,
     /// Target: host (this machine), x86-64 or aarch64 (these two need --remote unless they
-    /// are this machine).
+    /// are this machine), or wgpu (the GPU schedules, measured on this machine's first GPU
+    /// adapter; --trials is spread evenly over the tasks).
     #[arg(long, default_value = "host")]
     arch: String,
     /// LLVM CPU name (default: this machine's CPU; aarch64: generic).
@@ -79,6 +80,9 @@ fn fmt_ms(s: Option<f64>) -> String {
 
 pub fn tune(a: TuneArgs) -> Result<(), String> {
     let g = super::load(&a.model)?;
+    if a.arch == "wgpu" {
+        return tune_wgpu(&a, &g);
+    }
     let target =
         if a.arch == "host" { super::parse_target("x86-64", a.cpu.as_deref())? } else { super::parse_target(&a.arch, a.cpu.as_deref())? };
     if target.arch != llvm_backend::Target::host().arch && a.remote.is_none() {
@@ -154,6 +158,41 @@ pub fn tune(a: TuneArgs) -> Result<(), String> {
     }
     println!("total weighted latency: default {} ms, tuned {} ms", fmt_ms(report.default_total_s), fmt_ms(report.best_total_s));
     plot(&a, &tasks, &records, &target)
+}
+
+/// `tune --arch wgpu`: every task's GPU schedules, up to its share of `--trials`.
+fn tune_wgpu(a: &TuneArgs, g: &ir::Graph) -> Result<(), String> {
+    let tasks = tune::gpu::gpu_tasks(g).map_err(|e| e.to_string())?;
+    println!("{} tasks ({} tensor programs) of {} on wgpu", tasks.len(), tasks.iter().map(|t| t.weight).sum::<usize>(), a.model.display());
+    if a.trials == 0 {
+        for t in &tasks {
+            println!("  {:16} {:>6} {:>10.3}  {}", t.key, t.weight, t.flops as f64 / 1e6, t.name);
+        }
+        return Ok(());
+    }
+    let mut records = tune::RecordFile::open(&a.records).map_err(|e| e.to_string())?;
+    let per_task = a.trials.div_ceil(tasks.len().max(1));
+    let start = std::time::Instant::now();
+    let n = tasks.len();
+    let results = tune::gpu::tune_wgpu(&tasks, &mut records, per_task, &mut |k, t| eprint!("\r[{}/{n}] {:60.60}", k + 1, t.name))?;
+    eprintln!();
+    let measured: usize = results.iter().map(|r| r.measured).sum();
+    let failed: usize = results.iter().map(|r| r.failed).sum();
+    println!("measured {measured} schedules in {:.1} s ({failed} failed):", start.elapsed().as_secs_f64());
+    println!("  {:>10} {:>10} {:>7} {:>6}  program", "default ms", "best ms", "speedup", "weight");
+    let (mut default_total, mut best_total) = (0.0, 0.0);
+    for r in &results {
+        let speedup = match (r.default_s, r.best_s) {
+            (Some(d), Some(b)) if b > 0.0 => format!("{:.2}x", d / b),
+            _ => "-".into(),
+        };
+        default_total += r.default_s.unwrap_or(0.0) * r.weight as f64;
+        best_total += r.best_s.unwrap_or(0.0) * r.weight as f64;
+        println!("  {:>10} {:>10} {:>7} {:>6}  {}", fmt_ms(r.default_s), fmt_ms(r.best_s), speedup, r.weight, r.name);
+    }
+    println!("total weighted latency: default {} ms, tuned {} ms", fmt_ms(Some(default_total)), fmt_ms(Some(best_total)));
+    println!("records: {}", a.records.display());
+    Ok(())
 }
 
 /// Writes the tuning curve of the whole records file (every run so far) for these tasks.

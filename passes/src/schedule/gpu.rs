@@ -16,8 +16,25 @@ pub const WORKGROUP: i64 = 64;
 /// invocations). Falls back from per-invocation register tiles to one accumulator per
 /// invocation, to the plain binding, then to the empty trace (every nest in one invocation).
 pub fn gpu_default_schedule(func: &Func, _vector_width: usize) -> Trace {
-    let candidates = [bound(func, Tile::Block), bound(func, Tile::One), bound(func, Tile::None)];
+    let candidates = [bound(func, Tile::Block(TILE), WORKGROUP), bound(func, Tile::One, WORKGROUP), bound(func, Tile::None, WORKGROUP)];
     candidates.into_iter().flatten().find(|t| t.apply(func).is_ok()).unwrap_or_default()
+}
+
+/// The GPU schedules the tuner measures: workgroups of 32 to 256 invocations, each with
+/// register tiles of 1, 2 or 4 outputs per invocation (and accumulation in memory), the
+/// default schedule first; each applies to `func`, and no two are the same trace.
+pub fn gpu_schedule_candidates(func: &Func) -> Vec<Trace> {
+    let mut out = vec![gpu_default_schedule(func, 0)];
+    for size in [64, 128, 256, 32] {
+        for tile in [Tile::Block(4), Tile::Block(2), Tile::One, Tile::None] {
+            if let Some(t) = bound(func, tile, size) {
+                if !out.contains(&t) && t.apply(func).is_ok() {
+                    out.push(t);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// How a reduction's accumulators are kept.
@@ -27,10 +44,10 @@ enum Tile {
     None,
     /// One register per invocation.
     One,
-    /// A few registers per invocation: the second-innermost output loop is split and its
-    /// inner part computed by one invocation, so each load of the innermost loop's operand
-    /// (a convolution's weight, a matrix product's column) feeds them all.
-    Block,
+    /// Up to this many registers per invocation: the second-innermost output loop is split
+    /// and its inner part computed by one invocation, so each load of the innermost loop's
+    /// operand (a convolution's weight, a matrix product's column) feeds them all.
+    Block(i64),
 }
 
 /// Output positions of one invocation's register tile, at most.
@@ -40,16 +57,17 @@ fn name(f: &Func, l: &Loop) -> String {
     f.vars[l.var.index()].clone()
 }
 
-/// Invocations per workgroup for `extent` invocations: [`WORKGROUP`], or a size near it that
+/// Invocations per workgroup for `extent` invocations: `preferred`, or a size near it that
 /// divides the extent (no guarded tail, so that a reduction can take a register tile).
-fn workgroup_size(extent: i64) -> i64 {
-    if extent <= WORKGROUP {
+fn workgroup_size(extent: i64, preferred: i64) -> i64 {
+    if extent <= preferred {
         return extent;
     }
-    [64, 128, 32].into_iter().chain((16..=128).rev()).find(|d| extent % d == 0).unwrap_or(WORKGROUP)
+    let near = (preferred / 4).max(16)..=(preferred * 2);
+    [preferred, preferred * 2, preferred / 2].into_iter().chain(near.rev()).find(|d| *d > 0 && extent % d == 0).unwrap_or(preferred)
 }
 
-fn bound(f: &Func, tile: Tile) -> Option<Trace> {
+fn bound(f: &Func, tile: Tile, preferred: i64) -> Option<Trace> {
     let mut steps = Vec::new();
     for s in &f.body {
         let Stmt::For(top) = s else { continue };
@@ -67,9 +85,9 @@ fn bound(f: &Func, tile: Tile) -> Option<Trace> {
         // The register tile: the second-innermost output loop split by a small factor, its
         // inner part moved innermost (below the invocation).
         let mut factor = 1;
-        if tile == Tile::Block && reduction && parallel >= 2 {
+        if let (Tile::Block(most), true, true) = (tile, reduction, parallel >= 2) {
             let t = parallel - 2;
-            if let Some(d) = (2..=TILE).rev().find(|d| chain[t].extent % d == 0 && chain[t].extent > *d) {
+            if let Some(d) = (2..=most).rev().find(|d| chain[t].extent % d == 0 && chain[t].extent > *d) {
                 let n = names[t].clone();
                 steps.push(Primitive::Split { loop_: n.clone(), factor: d });
                 let mut order: Vec<String> = vec![format!("{n}_o")];
@@ -86,7 +104,7 @@ fn bound(f: &Func, tile: Tile) -> Option<Trace> {
             steps.push(Primitive::Fuse { outer: fused.clone(), inner: n.clone() });
             fused = format!("{fused}_{n}");
         }
-        let size = workgroup_size(extent);
+        let size = workgroup_size(extent, preferred);
         steps.push(Primitive::Split { loop_: fused.clone(), factor: size });
         let (block, thread) = (format!("{fused}_o"), format!("{fused}_i"));
         steps.push(Primitive::Bind { loop_: block, to: "workgroup".into() });

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::PassError;
 
 pub use defaults::default_schedule;
-pub use gpu::gpu_default_schedule;
+pub use gpu::{gpu_default_schedule, gpu_schedule_candidates};
 pub use space::{Knob, Point, Space};
 
 /// One schedule primitive with its arguments. Loops are named by their variables; new

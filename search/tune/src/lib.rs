@@ -12,10 +12,12 @@
 //!   a remote one over SSH) with a time limit, so a crash or a hang fails one candidate only;
 //! - [`records`]: every measurement as a JSON line, append-only, reused across models and
 //!   runs, which makes tuning resumable and gives `compile --records` its schedules;
-//! - [`tuner`]: the loop over tasks and trials; [`progress`] and [`plot`] report it.
+//! - [`tuner`]: the loop over tasks and trials; [`progress`] and [`plot`] report it;
+//! - [`gpu`]: the wgpu target's schedules, measured on the GPU adapter in this process.
 
 pub mod error;
 pub mod features;
+pub mod gpu;
 pub mod inputs;
 pub mod measure;
 pub mod model;

@@ -165,6 +165,12 @@ impl RecordSchedules {
         self.best.len()
     }
 
+    /// The best trace of the unscheduled `func` on the target named `target` (a target id, or
+    /// `wgpu`).
+    pub fn best_for(&self, func: &Func, constants: &[bool], target: &str) -> Option<Trace> {
+        self.best.get(&(task_key(func, constants, target), target.to_string())).cloned()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.best.is_empty()
     }
