@@ -121,6 +121,7 @@ pub fn gpu_bundle(g: &Graph, schedules: &dyn ScheduleSource) -> Result<(Bundle, 
             dispatches: shader.dispatches.clone(),
             once: p.once,
             flops: p.flops,
+            unchecked: shader.indices_proven,
         });
         shaders.push(shader.source);
     }

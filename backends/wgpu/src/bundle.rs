@@ -44,6 +44,11 @@ pub struct ProgramSpec {
     pub once: bool,
     #[serde(default)]
     pub flops: u64,
+    /// The compiler proved every index of the shader inside its buffer: it runs without
+    /// run-time bounds checks. (A bundle is code, as a compiled model's library is: run only
+    /// bundles you trust.)
+    #[serde(default)]
+    pub unchecked: bool,
 }
 
 /// An input or output: its type and the buffer that holds it.

@@ -153,10 +153,18 @@ impl Executor {
                 return Err(bad(format!("program {}: bindings do not match the buffers", p.name)));
             }
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&p.name),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
+            let desc = wgpu::ShaderModuleDescriptor { label: Some(&p.name), source: wgpu::ShaderSource::Wgsl(source.into()) };
+            // Every loop the compiler emits has a constant trip count, so naga's guard against
+            // endless loops only costs time; bounds checks go where the compiler proved the
+            // indices (see `ProgramSpec::unchecked`).
+            let checks = wgpu::ShaderRuntimeChecks {
+                bounds_checks: !p.unchecked,
+                force_loop_bounding: false,
+                ..wgpu::ShaderRuntimeChecks::checked()
+            };
+            // SAFETY: the shader's loops are bounded and, when unchecked, its indices proven in
+            // bounds by the compiler that wrote the bundle.
+            let module = unsafe { device.create_shader_module_trusted(desc, checks) };
             let entries: Vec<wgpu::BindGroupLayoutEntry> = p
                 .read_only
                 .iter()

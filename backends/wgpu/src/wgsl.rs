@@ -52,6 +52,9 @@ pub struct Shader {
     pub scratch: Vec<ScratchBuffer>,
     /// For each binding (parameters, then scratch), whether the shader only reads it.
     pub read_only: Vec<bool>,
+    /// Every index is proven inside its buffer (the verifier bounded them all statically), so
+    /// the shader may run without run-time bounds checks.
+    pub indices_proven: bool,
 }
 
 /// Bytes of one element of `dtype` in GPU storage.
@@ -185,7 +188,7 @@ pub fn compile(f: &Func) -> Result<Shader, WgpuError> {
             }
         }
     }
-    Ok(Shader { source: out, dispatches, scratch, read_only })
+    Ok(Shader { source: out, dispatches, scratch, read_only, indices_proven: ir::loops::verify::indices_bounded(f) })
 }
 
 pub(crate) fn buf_name(f: &Func, b: BufId) -> String {

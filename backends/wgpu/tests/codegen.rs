@@ -44,6 +44,7 @@ fn run_gpu(f: &Func, args: &[Tensor]) -> Vec<u8> {
         dispatches: shader.dispatches.clone(),
         once: false,
         flops: 0,
+        unchecked: shader.indices_proven,
     };
     let manifest = Manifest { format: FORMAT, buffers, programs: vec![program], inputs, outputs: vec![last] };
     let bundle = Bundle { manifest, shaders: vec![shader.source.clone()], weights: Vec::new() };

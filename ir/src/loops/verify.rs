@@ -18,11 +18,21 @@ pub fn verify(f: &Func) -> Result<()> {
             }
         }
     }
-    let mut v = Verifier { f, scope: Vec::new(), bound: vec![false; f.vars.len()], guards: Vec::new(), in_vector: false, thread_ok: false };
+    checked(f).map(|_| ())
+}
+
+/// Whether `f` verifies and every index of it was bounded statically (and so is proven
+/// inside its buffer): a backend may then drop run-time bounds checks.
+pub fn indices_bounded(f: &Func) -> bool {
+    checked(f).is_ok_and(|v| !v.unbounded)
+}
+
+fn checked(f: &Func) -> Result<Verifier<'_>> {
+    let mut v = Verifier { f, scope: Vec::new(), bound: vec![false; f.vars.len()], guards: Vec::new(), in_vector: false, thread_ok: false, unbounded: false };
     for s in &f.body {
         v.stmt(s, true)?;
     }
-    Ok(())
+    Ok(v)
 }
 
 fn bad<T>(f: &Func, msg: String) -> Result<T> {
@@ -39,6 +49,8 @@ struct Verifier<'a> {
     in_vector: bool,
     /// Directly inside a workgroup loop, where an invocation loop may be.
     thread_ok: bool,
+    /// Some index could not be bounded statically.
+    unbounded: bool,
 }
 
 impl Verifier<'_> {
@@ -110,11 +122,13 @@ impl Verifier<'_> {
             if self.ty(e)? != DType::I64 {
                 return bad(f, format!("index {axis} of %{name} is not an integer"));
             }
-            if let Some((lo, hi)) = self.range(e) {
-                if lo < 0 || hi >= dim as i64 {
+            match self.range(e) {
+                Some((lo, hi)) if lo < 0 || hi >= dim as i64 => {
                     let text = super::print::expr(f, e);
                     return bad(f, format!("index {axis} of %{name} ({text}) ranges over [{lo}, {hi}], outside [0, {dim})"));
                 }
+                Some(_) => {}
+                None => self.unbounded = true,
             }
         }
         Ok(())

@@ -44,9 +44,10 @@ enum Tile {
     None,
     /// One register per invocation.
     One,
-    /// Up to this many registers per invocation: the second-innermost output loop is split
-    /// and its inner part computed by one invocation, so each load of the innermost loop's
-    /// operand (a convolution's weight, a matrix product's column) feeds them all.
+    /// Up to this many registers per invocation: an output loop other than the innermost
+    /// (the second-innermost when a small factor divides it) is split and its inner part
+    /// computed by one invocation, so each load of an operand that does not depend on it (a
+    /// convolution's weight, a matrix product's column) feeds them all.
     Block(i64),
 }
 
@@ -86,8 +87,10 @@ fn bound(f: &Func, tile: Tile, preferred: i64) -> Option<Trace> {
         // inner part moved innermost (below the invocation).
         let mut factor = 1;
         if let (Tile::Block(most), true, true) = (tile, reduction, parallel >= 2) {
-            let t = parallel - 2;
-            if let Some(d) = (2..=most).rev().find(|d| chain[t].extent % d == 0 && chain[t].extent > *d) {
+            // The innermost output loop but the last that a small factor divides (a 7x7 feature
+            // map's channel blocks, say, when its rows and columns do not divide).
+            let pick = (0..parallel - 1).rev().find_map(|t| (2..=most).rev().find(|d| chain[t].extent % d == 0).map(|d| (t, d)));
+            if let Some((t, d)) = pick {
                 let n = names[t].clone();
                 steps.push(Primitive::Split { loop_: n.clone(), factor: d });
                 let mut order: Vec<String> = vec![format!("{n}_o")];

@@ -90,6 +90,7 @@ impl Single {
             dispatches: shader.dispatches.clone(),
             once: false,
             flops: 0,
+            unchecked: shader.indices_proven,
         };
         let manifest = Manifest { format: FORMAT, buffers, programs: vec![program], inputs: io, outputs };
         let exec = Executor::new(&Bundle { manifest, shaders: vec![shader.source], weights: Vec::new() }).map_err(|e| e.to_string())?;
