@@ -1,6 +1,7 @@
 //! A bundle of the built-in tiny-cnn, copied with the runner binary alone into a clean
 //! folder, runs there (no chanasc, no cargo, an empty environment) and gives the reference
-//! interpreter's output; bad arguments and a broken bundle are one-line errors.
+//! interpreter's output; bad arguments, a broken bundle and a machine without an adapter are
+//! one-line errors.
 
 use std::path::Path;
 use std::process::Command;
@@ -64,5 +65,10 @@ fn a_bundle_runs_in_a_clean_folder() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("bad.npy"), "{}", String::from_utf8_lossy(&bad.stderr));
     let usage = Command::new(&runner).arg("--frobnicate").output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
+    // No adapter (wgpu offered Metal only, which this machine has not): one line saying so.
+    let none = Command::new(&runner).current_dir(&clean).env_clear().env("WGPU_BACKEND", "metal").args(["model"]).output().unwrap();
+    assert_eq!(none.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&none.stderr);
+    assert!(text.contains("no GPU adapter (install mesa-vulkan-drivers)"), "{text}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
