@@ -62,7 +62,8 @@ pub enum LutCommand {
         /// Width multiplier: 1.0 or 1.2.
         #[arg(long, default_value_t = 1.2)]
         width: f64,
-        /// Target: host (this machine).
+        /// Target: host (this machine), or wgpu (this machine's GPU adapter; default
+        /// schedules only, no --tune-trials).
         #[arg(long, default_value = "host")]
         arch: String,
         /// Input resolutions (comma-separated); all go into the one output table (its keys
@@ -378,7 +379,11 @@ fn lut_build(
 ) -> CliResult<()> {
     check_space(space, width)?;
     debug_assert_eq!(tune_trials, 0, "pre-scheduling is lut_build_tuned");
-    check_arch(arch)?;
+    // wgpu: the blocks on this machine's GPU adapter (default GPU schedules).
+    let gpu = arch == "wgpu";
+    if !gpu {
+        check_arch(arch)?;
+    }
     if resolutions.is_empty() {
         return Err("--resolutions: give at least one".into());
     }
@@ -388,16 +393,25 @@ fn lut_build(
     }
     let options = timing.options(seed)?;
     let target = llvm_backend::Target::host();
+    let (device, measuring) = if gpu {
+        ("wgpu, the first GPU adapter".to_string(), format!("{} timed runs after {} warm-up, GPU timestamps", options.runs, options.warmup))
+    } else {
+        (format!("host {} ({}), 1 thread", cpu_name(), target.cpu), timing.describe())
+    };
     let header = vec![
         format!("chanasc lut build: ofa-mbv3 w{width:?}, resolutions {resolutions:?}, default schedules"),
-        format!("host {} ({}), 1 thread; {}", cpu_name(), target.cpu, timing.describe()),
+        format!("{device}; {measuring}"),
         "latency of a block = time of its tensor programs per run (no input/output copies), ms".into(),
         "Overhead-input:RxRx3-output:1000 = a whole network's run beyond its tensor programs (image in, result out, the call), measured on the smallest network at R; predictions add it".into(),
     ];
     let start = Instant::now();
-    let mut measurer = nas::HostMeasurer::new(options, timing.retries);
+    let mut measurer: Box<dyn nas::BlockMeasurer> = if gpu {
+        Box::new(nas::GpuMeasurer::new(options).map_err(|e| e.to_string())?)
+    } else {
+        Box::new(nas::HostMeasurer::new(options, timing.retries))
+    };
     let mut progress: Option<Progress> = None;
-    let report = build_table(output, &blocks, &mut measurer, build, &header, &mut |p| {
+    let report = build_table(output, &blocks, measurer.as_mut(), build, &header, &mut |p| {
         let bar = progress.get_or_insert_with(|| Progress::new(p.total as u64, "lut build"));
         bar.update(p.done as u64, p.measured as u64, p.current.unwrap_or("done"));
     })

@@ -29,6 +29,8 @@ pub struct GpuReport {
     pub tuned_programs: usize,
     pub buffer_bytes: u64,
     pub weight_bytes: usize,
+    /// Each per-run program's name and schedule (its trace as JSON).
+    pub schedules: Vec<(String, String)>,
 }
 
 /// A place of the memory plan, which becomes one GPU buffer.
@@ -158,6 +160,7 @@ pub fn gpu_bundle(g: &Graph, schedules: &dyn ScheduleSource) -> Result<(Bundle, 
         tuned_programs: lowered.programs.iter().filter(|p| p.tuned).count(),
         buffer_bytes: buffers.iter().map(|b| b.bytes).sum(),
         weight_bytes: weights.len(),
+        schedules: lowered.programs.iter().filter(|p| !p.once).map(|p| (p.name.clone(), p.trace.to_json())).collect(),
     };
     let manifest = Manifest { format: FORMAT, buffers, programs, inputs, outputs };
     Ok((Bundle { manifest, shaders, weights }, report))
