@@ -47,8 +47,8 @@ enum Command {
         /// Threads of the llvm and cranelift backends.
         #[arg(long, default_value_t = 1)]
         threads: usize,
-        /// Element type of the model's tensors: f32, or f16 (weights, activations, inputs and
-        /// outputs in half precision; computed in f32, or in f16 where the target has it).
+        /// Element type of the model's tensors: f32, or f16 (weights, inputs and outputs in
+        /// half precision, computed in f32).
         #[arg(long, default_value = "f32")]
         dtype: String,
     },
@@ -76,10 +76,15 @@ enum Command {
         /// schedule, when there is one, instead of the default.
         #[arg(long)]
         records: Option<PathBuf>,
-        /// Element type of the model's tensors: f32, or f16 (weights, activations, inputs and
-        /// outputs in half precision; computed in f32, or in f16 where the target has it).
+        /// Element type of the model's tensors: f32, or f16 (weights, inputs and outputs in
+        /// half precision, computed in f32).
         #[arg(long, default_value = "f32")]
         dtype: String,
+        /// With --dtype f16: activations in f16 too (half the working memory, but slower:
+        /// convolutions accumulate in f32, so every load of their inner loops converts; their
+        /// elementwise arithmetic is f16 where the target has it, aarch64 +fullfp16).
+        #[arg(long)]
+        f16_activations: bool,
     },
     /// Measure latency (median and p90 of repeated runs) and print a per-program profile.
     Bench {
@@ -97,8 +102,8 @@ enum Command {
         /// Tuning records: use each task's best recorded schedule (llvm and cranelift backends).
         #[arg(long)]
         records: Option<PathBuf>,
-        /// Element type of the model's tensors: f32, or f16 (weights, activations, inputs and
-        /// outputs in half precision; computed in f32, or in f16 where the target has it).
+        /// Element type of the model's tensors: f32, or f16 (weights, inputs and outputs in
+        /// half precision, computed in f32).
         #[arg(long, default_value = "f32")]
         dtype: String,
     },
@@ -186,8 +191,8 @@ fn main() -> ExitCode {
         Command::Run { model, inputs, output, seed, backend, threads, dtype } => {
             parse_dtype(&dtype).and_then(|dtype| run(&model, &inputs, output.as_deref(), seed, &backend, threads, dtype))
         }
-        Command::Compile { model, arch, cpu, threads, output, no_graph_opt, records, dtype } => parse_dtype(&dtype).and_then(|dtype| {
-            let graph = runtime::GraphOptions { optimize: !no_graph_opt, dtype };
+        Command::Compile { model, arch, cpu, threads, output, no_graph_opt, records, dtype, f16_activations } => parse_dtype(&dtype).and_then(|dtype| {
+            let graph = runtime::GraphOptions { optimize: !no_graph_opt, dtype, f16_activations };
             compile(&model, &arch, cpu.as_deref(), threads, &output, graph, records.as_deref())
         }),
         Command::Bench { model, backend, threads, runs, warmup, records, dtype } => {
@@ -271,7 +276,7 @@ fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, back
     let start = Instant::now();
     let outputs = match backend {
         Backend::Interp => {
-            let g = if dtype == DType::F16 { passes::graph::half::to_f16(&g).map_err(|e| e.to_string())? } else { g.clone() };
+            let g = if dtype == DType::F16 { passes::graph::half::to_f16(&g, false).map_err(|e| e.to_string())? } else { g.clone() };
             let inputs: Vec<Tensor> = inputs.iter().zip(&g.inputs).map(|(t, &v)| t.with_float_dtype(g.ty(v).dtype)).collect();
             let outputs = interp::run(&g, &inputs).map_err(|e| e.to_string())?;
             eprintln!("ran {} nodes on interp in {:.1} ms", g.nodes.len(), start.elapsed().as_secs_f64() * 1e3);
@@ -374,6 +379,7 @@ fn load_native(g: &Graph, threads: usize, schedules: &dyn runtime::ScheduleSourc
         shared_library: true,
         optimize: true,
         dtype,
+        f16_activations: false,
     };
     let report = runtime::compile_with(g, &opts, &dir, schedules).map_err(|e| e.to_string())?;
     let loaded = runtime::LoadedModel::load(&dir.join("libmodel.so"), "model", threads, report.inputs.clone(), report.outputs.clone());
@@ -397,8 +403,8 @@ fn compile(
         return compile_wgpu(&g, model, output, start, records);
     }
     let target = parse_target(arch, cpu)?;
-    let (optimize, dtype) = (graph.optimize, graph.dtype);
-    let opts = runtime::CompileOptions { target, threads, prefix: "model".into(), shared_library: false, optimize, dtype };
+    let (optimize, dtype, f16_activations) = (graph.optimize, graph.dtype, graph.f16_activations);
+    let opts = runtime::CompileOptions { target, threads, prefix: "model".into(), shared_library: false, optimize, dtype, f16_activations };
     let r = match records {
         Some(path) => runtime::compile_with(&g, &opts, output, &tune_cli::load_records(path)?),
         None => runtime::compile(&g, &opts, output),

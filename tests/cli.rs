@@ -242,6 +242,18 @@ fn half_precision_runs_compiles_and_reads_f16_npy() {
     let y = frontend::npy::read_npy(&y16).unwrap();
     assert_eq!(y.dtype(), ir::DType::F16);
     assert!(compare_f32(&y.with_float_dtype(ir::DType::F32), &reference) <= 1e-2);
+    // With f16 activations too: half the working memory, still close.
+    let out2 = dir.join("compiled16a");
+    let o2 = chanasc(&["compile", m, "--dtype", "f16", "--f16-activations", "-o", out2.to_str().unwrap()]);
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    let arena = |dir: &Path| {
+        let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+        manifest["arena_bytes"].as_u64().unwrap()
+    };
+    assert!(arena(&out2) < arena(&out), "{} {}", arena(&out2), arena(&out));
+    let ran = Command::new(out2.join("model")).args(["--input", x16.to_str().unwrap(), "-o", y16.to_str().unwrap()]).output().unwrap();
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert!(compare_f32(&frontend::npy::read_npy(&y16).unwrap().with_float_dtype(ir::DType::F32), &reference) <= 2e-2);
     // The runner wants the model's dtype.
     let wrong = Command::new(out.join("model")).args(["--input", x.to_str().unwrap(), "-o", y16.to_str().unwrap()]).output().unwrap();
     assert!(!wrong.status.success() && stderr(&wrong).contains("dtype differs"), "{}", stderr(&wrong));

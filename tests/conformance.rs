@@ -97,7 +97,7 @@ fn run_case(case: &Path, backend: Backend) -> Result<(), String> {
 fn run_native(g: &ir::Graph, inputs: &[Tensor], case: &Path) -> Result<Vec<Tensor>, String> {
     let name = case.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let dir = std::env::temp_dir().join(format!("chanasc-conformance-{}-{name}", std::process::id()));
-    let opts = runtime::CompileOptions { target: llvm_backend::Target::host(), threads: 1, prefix: "model".into(), shared_library: true, optimize: true, dtype: ir::DType::F32 };
+    let opts = runtime::CompileOptions { target: llvm_backend::Target::host(), threads: 1, prefix: "model".into(), shared_library: true, optimize: true, dtype: ir::DType::F32, f16_activations: false };
     let result = runtime::compile(g, &opts, &dir).map_err(|e| e.to_string()).and_then(|_| {
         let types = |vs: &[ir::ValueId]| vs.iter().map(|&v| g.ty(v).clone()).collect::<Vec<_>>();
         let m = runtime::LoadedModel::load(&dir.join("libmodel.so"), "model", 1, types(&g.inputs), types(&g.outputs)).map_err(|e| e.to_string())?;

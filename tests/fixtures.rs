@@ -2,7 +2,8 @@
 //! text parses back to the same text, and the interpreter, the x86-64 build (`chanasc
 //! compile` and its runner), the aarch64 build (under qemu) and the cranelift JIT (`chanasc
 //! run --backend cranelift`) reproduce ONNX Runtime's output (max|a-b| / max|b| <= 1e-4), the
-//! f16 builds (`--dtype f16`, x86-64 and aarch64) keep its top-1 class within 2e-2, and
+//! f16 builds (`--dtype f16`, x86-64 and aarch64) keep its top-1 class within 1e-2 (2e-2
+//! with f16 activations), and
 //! the wgpu backend (`chanasc run --backend wgpu`, lavapipe in CI) reproduces it within 1e-3
 //! (skipped, saying so, on a machine without a GPU adapter). Without `../shared` this test
 //! says so and passes.
@@ -62,14 +63,14 @@ fn check(model: &std::path::Path) -> Result<String, String> {
     }
     report.push_str(&format!(", {programs} tensor programs (budget {budget}, {layout_changes} of them layout changes)"));
     for arch in ["x86-64", "aarch64"] {
-        match native(model, arch, ir::DType::F32, &want)? {
+        match native(model, arch, F32, &want)? {
             Some(rel) => report.push_str(&format!(", {arch} {rel:.2e}")),
             None => report.push_str(&format!(", {arch} SKIPPED (no cross toolchain or qemu)")),
         }
     }
-    for arch in ["x86-64", "aarch64"] {
-        if let Some(rel) = native(model, arch, ir::DType::F16, &want)? {
-            report.push_str(&format!(", {arch} f16 {rel:.2e} (top-1 same)"));
+    for (arch, build) in [("x86-64", F16), ("aarch64", F16), ("aarch64", F16_ACTIVATIONS)] {
+        if let Some(rel) = native(model, arch, build, &want)? {
+            report.push_str(&format!(", {arch} {} {rel:.2e} (top-1 same)", build.name));
         }
     }
     let rel = in_process(model, "cranelift", &want, 1e-4)?;
@@ -103,29 +104,42 @@ fn in_process(model: &Path, backend: &str, want: &ir::Tensor, tol: f64) -> Resul
     support::compare(&got, want, tol).map_err(|e| format!("{backend}: {e}"))
 }
 
-/// f16 models keep the top-1 class, and their error stays below this (max|a-b| / max|b|):
-/// the issue asks for 1e-2, which f16 storage of every activation and weight gives on
-/// mobilenet_v3_small and resnet18 but not quite on mobilenet_v2 and mobilenet_v3_large
-/// (about 1.1e-2 to 1.4e-2; ONNX Runtime's own f16 conversion of mobilenet_v2 gives 1.2e-2).
-const F16_TOLERANCE: f64 = 2e-2;
+/// A build of a model: its dtype, the compile flags that give it, and how close to ONNX
+/// Runtime's f32 output it must be (max|a-b| / max|b|, and the same top-1 class).
+#[derive(Clone, Copy)]
+struct Build {
+    name: &'static str,
+    dtype: ir::DType,
+    flags: &'static [&'static str],
+    tolerance: f64,
+}
 
-/// Compiles for `arch` with `--dtype`, runs the runner (under qemu for aarch64) on the input
-/// (as f16 for an f16 model) and compares its output: within 1e-4 for f32, within
-/// [`F16_TOLERANCE`] and the same top-1 class for f16.
-fn native(model: &Path, arch: &str, dtype: ir::DType, want: &ir::Tensor) -> Result<Option<f64>, String> {
+const F32: Build = Build { name: "f32", dtype: ir::DType::F32, flags: &[], tolerance: 1e-4 };
+/// f16 weights, inputs and outputs.
+const F16: Build = Build { name: "f16", dtype: ir::DType::F16, flags: &["--dtype", "f16"], tolerance: 1e-2 };
+/// f16 activations too (elementwise arithmetic in f16 on aarch64 `+fullfp16`): mobilenet_v2
+/// comes to about 1.1e-2, as ONNX Runtime's own f16 conversion of it does (1.2e-2).
+const F16_ACTIVATIONS: Build =
+    Build { name: "f16 with f16 activations", dtype: ir::DType::F16, flags: &["--dtype", "f16", "--f16-activations"], tolerance: 2e-2 };
+
+/// Compiles `build` for `arch`, runs the runner (under qemu for aarch64) on the input (as
+/// f16 for an f16 model) and compares its output with the build's tolerance.
+fn native(model: &Path, arch: &str, build: Build, want: &ir::Tensor) -> Result<Option<f64>, String> {
+    let dtype = build.dtype;
     let have = |tool: &str| Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
     if arch == "aarch64" && !(have("qemu-aarch64") && have("aarch64-linux-gnu-gcc")) {
         return Ok(None);
     }
     let stem = model.with_extension("");
     let name = stem.file_name().unwrap_or_default().to_string_lossy().into_owned();
-    let out = std::env::temp_dir().join(format!("chanasc-fixture-{}-{name}-{arch}-{dtype}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("chanasc-fixture-{}-{name}-{arch}-{}", std::process::id(), build.flags.len()));
     let compiled = Command::new(env!("CARGO_BIN_EXE_chanasc"))
-        .args(["compile", model.to_str().unwrap_or_default(), "--arch", arch, "--dtype", dtype.name(), "-o", out.to_str().unwrap_or_default()])
+        .args(["compile", model.to_str().unwrap_or_default(), "--arch", arch, "-o", out.to_str().unwrap_or_default()])
+        .args(build.flags)
         .output()
         .map_err(|e| e.to_string())?;
     if !compiled.status.success() {
-        return Err(format!("compile {arch} {dtype}: {}", String::from_utf8_lossy(&compiled.stderr)));
+        return Err(format!("compile {arch} {}: {}", build.name, String::from_utf8_lossy(&compiled.stderr)));
     }
     let y = out.join("y.npy");
     let mut x = stem.with_extension("input.npy");
@@ -152,10 +166,9 @@ fn native(model: &Path, arch: &str, dtype: ir::DType, want: &ir::Tensor) -> Resu
     if got.dtype() != dtype {
         return Err(format!("{arch}: the {dtype} model's output is {}", got.dtype()));
     }
-    let tol = if dtype == ir::DType::F16 { F16_TOLERANCE } else { 1e-4 };
-    let rel = support::compare(&got, want, tol).map_err(|e| format!("{arch} {dtype}: {e}"))?;
+    let rel = support::compare(&got, want, build.tolerance).map_err(|e| format!("{arch} {}: {e}", build.name))?;
     if support::argmax(&got) != support::argmax(want) {
-        return Err(format!("{arch} {dtype}: top-1 class {} but ONNX Runtime's is {}", support::argmax(&got), support::argmax(want)));
+        return Err(format!("{arch} {}: top-1 class {} but ONNX Runtime's is {}", build.name, support::argmax(&got), support::argmax(want)));
     }
     Ok(Some(rel))
 }

@@ -35,11 +35,14 @@ pub struct GraphOptions {
     /// The element type of the graph's floating-point tensors: f32, or f16 (`--dtype f16`:
     /// converted after the optimizations, which fold constants in f32).
     pub dtype: DType,
+    /// With f16: activations in f16 too, not only weights, inputs and outputs (see
+    /// `graph::half`).
+    pub f16_activations: bool,
 }
 
 impl From<bool> for GraphOptions {
     fn from(optimize: bool) -> GraphOptions {
-        GraphOptions { optimize, dtype: DType::F32 }
+        GraphOptions { optimize, dtype: DType::F32, f16_activations: false }
     }
 }
 
@@ -57,7 +60,7 @@ pub fn prepare_graph(g: &Graph, opts: impl Into<GraphOptions>) -> Result<Graph, 
     match opts.dtype {
         DType::F32 => {}
         DType::F16 => {
-            g = crate::graph::half::to_f16(&g)?;
+            g = crate::graph::half::to_f16(&g, opts.f16_activations)?;
             ir::graph::verify::verify(&g)?;
         }
         other => return Err(PassError::Ir(ir::IrError::Invalid(format!("--dtype {other}: models compute in f32 or f16")))),

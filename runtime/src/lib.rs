@@ -91,14 +91,17 @@ pub struct CompileOptions {
     /// Run the graph optimizations (e-graph rewrites, fusion); off, every graph node is its
     /// own tensor program, to measure what they bring.
     pub optimize: bool,
-    /// f32, or f16 (`--dtype f16`): weights, activations, inputs and outputs in half
-    /// precision, computed in f32 (and in f16 where the target has half arithmetic).
+    /// f32, or f16 (`--dtype f16`): weights, inputs and outputs in half precision, computed
+    /// in f32 (see passes::graph::half).
     pub dtype: ir::DType,
+    /// With f16: activations in f16 too (half the working memory, slower); their elementwise
+    /// arithmetic is then f16 where the target has it.
+    pub f16_activations: bool,
 }
 
 impl CompileOptions {
     fn graph_options(&self) -> GraphOptions {
-        GraphOptions { optimize: self.optimize, dtype: self.dtype }
+        GraphOptions { optimize: self.optimize, dtype: self.dtype, f16_activations: self.f16_activations }
     }
 }
 

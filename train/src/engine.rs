@@ -47,6 +47,7 @@ impl Engine {
                     shared_library: true,
                     optimize: true,
                     dtype: ir::DType::F32,
+                    f16_activations: false,
                 };
                 let built = runtime::compile(g, &opts, &dir);
                 let loaded = built.and_then(|_| {

@@ -480,10 +480,7 @@ impl Op {
             }
             Op::Binary(b) => {
                 let y = inputs[1];
-                // f16 and f32 mix: an f16 model keeps its small constants (a bias, a scalar)
-                // in f32; the arithmetic is f32 and the result f16.
-                let mixed = matches!((x.dtype, y.dtype), (DType::F16, DType::F32) | (DType::F32, DType::F16));
-                if x.dtype != y.dtype && !mixed {
+                if x.dtype != y.dtype {
                     return shape_err(name, format!("operand dtypes differ: {} and {}", x, y));
                 }
                 if b.is_logical() != (x.dtype == DType::Bool) {
@@ -491,13 +488,7 @@ impl Op {
                 }
                 let shape = broadcast_shapes(&x.shape, &y.shape)
                     .ok_or_else(|| IrError::Shape { op: name.into(), message: format!("cannot broadcast {x} with {y}") })?;
-                let dtype = if b.is_comparison() {
-                    DType::Bool
-                } else if mixed {
-                    DType::F16
-                } else {
-                    x.dtype
-                };
+                let dtype = if b.is_comparison() { DType::Bool } else { x.dtype };
                 Ok(TensorType::new(dtype, shape))
             }
             Op::Clip { .. } => Ok(x.clone()),

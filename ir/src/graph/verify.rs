@@ -2,7 +2,7 @@
 
 use crate::error::{IrError, Result};
 use crate::graph::{Graph, ValueDef, ValueId};
-use crate::types::TensorType;
+use crate::types::{DType, TensorType};
 
 /// Checks that every id is in range, values are defined before use (so the value order is a
 /// topological order), definitions agree both ways, weight data fits its type, and every
@@ -38,10 +38,17 @@ pub fn verify(g: &Graph) -> Result<()> {
                 if let Some(u) = node.inputs.iter().find(|u| u.index() >= i) {
                     return bad(format!("{id} = {}{where_} uses {u} before it is defined", node.op.name()));
                 }
-                let types: Vec<&TensorType> = node.inputs.iter().map(|&u| g.ty(u)).collect();
+                // f16 is a storage form of f32: ops are typed on their compute types, so an
+                // f16 model may keep any float tensor in either (see passes::graph::half).
+                let types: Vec<TensorType> = node.inputs.iter().map(|&u| computed(g.ty(u))).collect();
+                let types: Vec<&TensorType> = types.iter().collect();
                 let inferred = node.op.infer(&types).map_err(|e| IrError::Invalid(format!("{id}{where_}: {e}")))?;
-                if inferred != info.ty {
+                if computed(&inferred) != computed(&info.ty) {
                     return bad(format!("{id} = {}{where_} is declared {} but its op gives {inferred}", node.op.name(), info.ty));
+                }
+                // A reshape is its operand's memory seen with another shape.
+                if matches!(node.op, crate::Op::Reshape { .. }) && g.ty(node.inputs[0]).dtype != info.ty.dtype {
+                    return bad(format!("{id} = reshape{where_} is declared {} but reshapes a {} tensor", info.ty, g.ty(node.inputs[0]).dtype));
                 }
             }
         }
@@ -63,4 +70,12 @@ pub fn verify(g: &Graph) -> Result<()> {
         return bad(format!("output {v} is not defined"));
     }
     Ok(())
+}
+
+/// The type a tensor is computed in: f16 is stored, computed as f32.
+fn computed(t: &TensorType) -> TensorType {
+    match t.dtype {
+        DType::F16 => TensorType::new(DType::F32, t.shape.clone()),
+        _ => t.clone(),
+    }
 }

@@ -1,19 +1,63 @@
-//! Half precision (`--dtype f16`): the f32 tensors of the graph (inputs, weights, results)
-//! become f16, except small constants: a per-channel vector (a bias, a scale) or a scalar
-//! stays f32, because rounding it costs much precision and saves no memory (a folded batch
-//! norm's bias can be large against the sum it is added to). Compute stays f32: lowering lowers the graph's f32 view
-//! ([`compute_view`]), and after scheduling `lower::half::store_params_in_f16` makes the
-//! programs read and write their f16 tensors through casts, so accumulators (register
-//! tiles and the other temporaries) stay f32.
+//! Half precision (`--dtype f16`): the graph's weights, inputs and outputs become f16, and
+//! its activations too when asked (`--f16-activations`). Convolutions accumulate in f32
+//! whatever the storage (f16 accumulation is too imprecise), so f16 activations save memory
+//! but add a conversion to every load of the inner loops: mobilenet_v3_large ran 1.45x
+//! slower with them than in f32 on an AVX512-FP16 Xeon, and as fast as f32 with f16 weights
+//! only; they also double its error against f32 (see bench/RESULTS.md).
+//!
+//! Small constants stay f32: a per-channel vector (a bias, a scale), a scalar, and any weight
+//! of at most [`SMALL_CONSTANT`] elements (a depthwise or stem kernel, a small 1x1 conv):
+//! rounding them costs the most precision for the least memory (on mobilenet_v2 they are 3 %
+//! of the weight bytes and halve the error).
+//!
+//! Compute stays f32: lowering lowers the graph's f32 view ([`compute_view`]), and after
+//! scheduling `lower::half::store_params_in_f16` makes the programs read and write their f16
+//! tensors through casts, so accumulators (register tiles and the other temporaries) stay
+//! f32.
 
 use ir::{DType, FusedStep, Graph, Op, ValueDef};
 
 use crate::PassError;
 
-/// The graph with its f32 tensors in f16 (weights rounded to nearest even), but for the
-/// constants of at most one axis longer than 1.
-pub fn to_f16(g: &Graph) -> Result<Graph, PassError> {
-    let keep = |v: &ir::ValueInfo| matches!(v.def, ValueDef::Const(_)) && v.ty.shape.iter().filter(|&&d| d > 1).count() <= 1;
+/// Constants of at most this many elements stay f32.
+pub const SMALL_CONSTANT: usize = 16384;
+
+/// The graph with its f32 weights (rounded to nearest even; not the small constants, see the
+/// module's comment), inputs and outputs in f16, and its other f32 tensors too when
+/// `activations`. A reshape keeps its operand's dtype (it aliases its memory), and so does
+/// the zero-padded copy of a graph input (the input is copied into its interior byte for
+/// byte); a reshaped graph output makes what it reshapes f16.
+pub fn to_f16(g: &Graph, activations: bool) -> Result<Graph, PassError> {
+    let mut half: Vec<bool> = g
+        .values
+        .iter()
+        .map(|v| match v.def {
+            ValueDef::Input(_) => true,
+            ValueDef::Const(_) => v.ty.shape.iter().filter(|&&d| d > 1).count() > 1 && v.ty.numel() > SMALL_CONSTANT,
+            ValueDef::Node(_) => activations,
+        })
+        .collect();
+    for &out in &g.outputs {
+        let mut v = out;
+        loop {
+            half[v.index()] = true;
+            match g.producer(v) {
+                Some(n) if matches!(n.op, Op::Reshape { .. }) => v = n.inputs[0],
+                _ => break,
+            }
+        }
+    }
+    for n in &g.nodes {
+        let follows = match n.op {
+            Op::Reshape { .. } => true,
+            Op::Pad { .. } => matches!(g.value(n.inputs[0]).def, ValueDef::Input(_)),
+            _ => false,
+        };
+        if follows {
+            half[n.output.index()] = half[n.inputs[0].index()];
+        }
+    }
+    let keep = |v: ir::ValueId| !half[v.index()];
     Ok(retyped(g, DType::F32, DType::F16, &keep))
 }
 
@@ -28,10 +72,10 @@ pub fn has_f16(g: &Graph) -> bool {
 }
 
 /// `g` with the values of dtype `from` in `to`, but for those `keep` says.
-fn retyped(g: &Graph, from: DType, to: DType, keep: &dyn Fn(&ir::ValueInfo) -> bool) -> Graph {
+fn retyped(g: &Graph, from: DType, to: DType, keep: &dyn Fn(ir::ValueId) -> bool) -> Graph {
     let mut out = g.clone();
-    for v in &mut out.values {
-        if v.ty.dtype != from || keep(v) {
+    for (i, v) in out.values.iter_mut().enumerate() {
+        if v.ty.dtype != from || keep(ir::ValueId(i as u32)) {
             continue;
         }
         v.ty.dtype = to;
@@ -68,20 +112,22 @@ mod tests {
     #[test]
     fn weights_inputs_and_casts_become_half_and_back() {
         let mut g = Graph::new("g");
-        let x = g.add_input("x", TensorType::new(DType::F32, vec![3, 3]));
+        // A weight of 3 x n elements is large, a bias of n small.
+        let n = SMALL_CONSTANT;
+        let x = g.add_input("x", TensorType::new(DType::F32, vec![3, n]));
         let w = g.add_weight(
             Some("w".into()),
-            TensorType::new(DType::F32, vec![3, 3]),
-            Some(Tensor::f32(vec![3, 3], [1.0, 0.1, -2.5].repeat(3)).unwrap()),
+            TensorType::new(DType::F32, vec![3, n]),
+            Some(Tensor::f32(vec![3, n], [1.0, 0.1, -2.5].repeat(n)).unwrap()),
         );
-        let b = g.add_weight(Some("b".into()), TensorType::new(DType::F32, vec![3]), Some(Tensor::f32(vec![3], vec![0.1; 3]).unwrap()));
-        let i = g.add_input("i", TensorType::new(DType::I64, vec![3]));
+        let b = g.add_weight(Some("b".into()), TensorType::new(DType::F32, vec![n]), Some(Tensor::f32(vec![n], vec![0.1; n]).unwrap()));
+        let i = g.add_input("i", TensorType::new(DType::I64, vec![n]));
         let y = g.add_node(Op::Binary(ir::graph::BinaryOp::Mul), vec![x, w], None).unwrap();
         let c = g.add_node(Op::Cast { to: DType::F32 }, vec![i], None).unwrap();
         let yb = g.add_node(Op::Binary(ir::graph::BinaryOp::Add), vec![y, b], None).unwrap();
         let z = g.add_node(Op::Binary(ir::graph::BinaryOp::Add), vec![yb, c], None).unwrap();
         g.outputs = vec![z];
-        let h = to_f16(&g).unwrap();
+        let h = to_f16(&g, true).unwrap();
         ir::graph::verify::verify(&h).unwrap();
         assert_eq!(h.ty(z).dtype, DType::F16);
         assert_eq!(h.ty(i).dtype, DType::I64);
@@ -94,5 +140,10 @@ mod tests {
         assert_eq!(back.ty(z).dtype, DType::F32);
         assert_eq!(back.const_data(w).unwrap().as_f32().unwrap()[..3], [1.0, 0.0999755859375, -2.5]);
         assert!(has_f16(&h) && !has_f16(&back));
+        // Without f16 activations: the weight, the input and the output are f16, the rest f32.
+        let w16 = to_f16(&g, false).unwrap();
+        ir::graph::verify::verify(&w16).unwrap();
+        let types: Vec<DType> = [x, w, b, y, yb, z].iter().map(|&v| w16.ty(v).dtype).collect();
+        assert_eq!(types, [DType::F16, DType::F16, DType::F32, DType::F32, DType::F32, DType::F16]);
     }
 }

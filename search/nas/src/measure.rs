@@ -119,7 +119,7 @@ fn host_options(shared_library: bool) -> Result<runtime::CompileOptions> {
     if std::env::consts::ARCH != "x86_64" {
         return Err(NasError::Measure(format!("measuring on the host needs x86-64; this machine is {}", std::env::consts::ARCH)));
     }
-    Ok(runtime::CompileOptions { target: llvm_backend::Target::host(), threads: 1, prefix: "model".into(), shared_library, optimize: true, dtype: ir::DType::F32 })
+    Ok(runtime::CompileOptions { target: llvm_backend::Target::host(), threads: 1, prefix: "model".into(), shared_library, optimize: true, dtype: ir::DType::F32, f16_activations: false })
 }
 
 /// Compiles `graph` for this machine into `out` (the runner `out/model`, `libmodel.a`,
