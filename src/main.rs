@@ -248,8 +248,8 @@ fn load(path: &Path) -> CliResult<Graph> {
 fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, backend: &str, threads: usize, dtype: DType) -> CliResult<()> {
     let backend = Backend::parse(backend)?;
     let g = load(model)?;
-    if dtype == DType::F16 && matches!(backend, Backend::Cranelift | Backend::Wgpu) {
-        return Err("--dtype f16 runs on the llvm and interp backends".into());
+    if dtype == DType::F16 && backend == Backend::Wgpu {
+        return Err("--dtype f16 runs on the llvm, cranelift and interp backends".into());
     }
     let mut given: Vec<Option<Tensor>> = vec![None; g.inputs.len()];
     for b in bindings {
@@ -295,7 +295,8 @@ fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, back
             outputs
         }
         Backend::Cranelift => {
-            let (model, report) = runtime::JitModel::build(&g, threads, &runtime::DefaultSchedules).map_err(|e| e.to_string())?;
+            let graph = runtime::GraphOptions { optimize: true, dtype, f16_activations: false };
+            let (model, report) = runtime::JitModel::build_with(&g, threads, &runtime::DefaultSchedules, graph).map_err(|e| e.to_string())?;
             let compiled = start.elapsed().as_secs_f64();
             let run_start = Instant::now();
             let outputs = model.run(&inputs).map_err(|e| e.to_string())?;
@@ -459,8 +460,8 @@ fn compile_wgpu(g: &Graph, model: &Path, output: &Path, start: Instant, records:
 
 fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize, records: Option<&Path>, dtype: DType) -> CliResult<()> {
     let backend = Backend::parse(backend)?;
-    if dtype == DType::F16 && backend != Backend::Llvm {
-        return Err("--dtype f16 is benchmarked on the llvm backend".into());
+    if dtype == DType::F16 && !matches!(backend, Backend::Llvm | Backend::Cranelift) {
+        return Err("--dtype f16 is benchmarked on the llvm and cranelift backends".into());
     }
     // Compile time is counted from the model file: import, graph passes, lowering,
     // schedules, code generation and (llvm) linking and loading.
@@ -482,7 +483,8 @@ fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize
             Some(Box::new(m))
         }
         Backend::Cranelift => {
-            let (m, report) = runtime::JitModel::build(&g, threads, schedules.as_ref()).map_err(|e| e.to_string())?;
+            let graph = runtime::GraphOptions { optimize: true, dtype, f16_activations: false };
+            let (m, report) = runtime::JitModel::build_with(&g, threads, schedules.as_ref(), graph).map_err(|e| e.to_string())?;
             if let Some(path) = records {
                 println!("{} tensor programs use tuned schedules from {}", report.tuned_programs, path.display());
             }

@@ -104,8 +104,13 @@ impl JitModel {
     /// or the default one: the schedules an LLVM build gets), compiles every program with
     /// cranelift and prepares the arena; `threads` 0 means one per CPU.
     pub fn build(g: &Graph, threads: usize, schedules: &dyn ScheduleSource) -> Result<(JitModel, JitReport), RuntimeError> {
+        JitModel::build_with(g, threads, schedules, crate::GraphOptions::from(true))
+    }
+
+    /// [`JitModel::build`] with the graph prepared as `graph` says (`--dtype f16`).
+    pub fn build_with(g: &Graph, threads: usize, schedules: &dyn ScheduleSource, graph: crate::GraphOptions) -> Result<(JitModel, JitReport), RuntimeError> {
         let start = Instant::now();
-        let lowered = lower_and_schedule_defaults(g, &Target::host(), "model", true, schedules, crate::jit_schedule::jit_default_schedule)?;
+        let lowered = lower_and_schedule_defaults(g, &Target::host(), "model", graph, schedules, crate::jit_schedule::jit_default_schedule)?;
         let plan = crate::plan::plan(&lowered.graph, &lowered.steps);
         let (blobs, overrides) = weight_blobs(&lowered, &plan)?;
         let lower = start.elapsed();
