@@ -2,7 +2,7 @@
 //! the first GPU adapter (Vulkan, Metal or DX12), with no chanasc installed.
 //!
 //! ```text
-//! chanasc-wgpu-run DIR [--input [NAME=]x.npy ...] [-o y.npy] [--bench N]
+//! chanasc-wgpu-run DIR [--input [NAME=]x.npy ...] [-o y.npy] [--bench N] [--profile]
 //! ```
 //! Inputs not given are seeded uniform random values in [0, 1); with several outputs, each
 //! output's name is appended to the stem of `-o`.
@@ -15,24 +15,27 @@ use std::time::Instant;
 
 use wgpu_backend::{Bundle, Executor};
 
-const USAGE: &str = "usage: chanasc-wgpu-run DIR [--input [NAME=]x.npy ...] [-o y.npy] [--bench N]";
+const USAGE: &str = "usage: chanasc-wgpu-run DIR [--input [NAME=]x.npy ...] [-o y.npy] [--bench N] [--profile]";
 
 struct Args {
     dir: PathBuf,
     inputs: Vec<String>,
     output: Option<PathBuf>,
     bench: usize,
+    /// Print each program's time in the last run (GPU timestamps where the adapter has them).
+    profile: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let (mut dir, mut inputs, mut output, mut bench) = (None, Vec::new(), None, 0);
+    let (mut dir, mut inputs, mut output, mut bench, mut profile) = (None, Vec::new(), None, 0, false);
     while let Some(a) = it.next() {
         let mut value = |flag: &str| it.next().ok_or_else(|| format!("{flag} needs a value"));
         match a.as_str() {
             "--input" | "-i" => inputs.push(value(&a)?),
             "-o" | "--output" => output = Some(PathBuf::from(value(&a)?)),
             "--bench" => bench = value(&a)?.parse().map_err(|_| "--bench takes a count".to_string())?,
+            "--profile" => profile = true,
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s if dir.is_none() => dir = Some(PathBuf::from(s)),
@@ -40,7 +43,7 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     let dir = dir.ok_or("no bundle folder given")?;
-    Ok(Args { dir, inputs, output, bench })
+    Ok(Args { dir, inputs, output, bench, profile })
 }
 
 /// Uniform [0, 1) values from a fixed seed (SplitMix64), for inputs not given.
@@ -122,6 +125,17 @@ fn run(args: Args) -> Result<(), String> {
         times.sort_by(f64::total_cmp);
         let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
         println!("{} runs: median {:.3} ms  p90 {:.3} ms  min {:.3} ms", times.len(), pick(0.5), pick(0.9), times[0]);
+    }
+    if args.profile {
+        let mut profile = exec.profile();
+        let total: f64 = profile.iter().map(|p| p.1).sum();
+        profile.sort_by(|a, b| b.1.total_cmp(&a.1));
+        println!("per-program profile of the last run (slowest first):");
+        println!("  {:>9} {:>6} {:>9}  program", "ms", "share", "GFLOP/s");
+        for (name, secs, flops) in &profile {
+            let gflops = if *secs > 0.0 { flops / secs * 1e-9 } else { 0.0 };
+            println!("  {:>9.4} {:>5.1}% {:>9.2}  {name}", secs * 1e3, 100.0 * secs / total.max(1e-12), gflops);
+        }
     }
     Ok(())
 }

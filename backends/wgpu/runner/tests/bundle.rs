@@ -38,7 +38,12 @@ fn a_bundle_runs_in_a_clean_folder() {
     frontend::npy::write_npy(&clean.join("x.npy"), &x).unwrap();
     let want = interp::run(&g, std::slice::from_ref(&x)).unwrap();
 
-    let ran = Command::new(&runner).current_dir(&clean).env_clear().args(["model", "--input", "x.npy", "-o", "y.npy"]).output().unwrap();
+    let ran = Command::new(&runner)
+        .current_dir(&clean)
+        .env_clear()
+        .args(["model", "--input", "x.npy", "-o", "y.npy", "--bench", "2", "--profile"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&ran.stderr);
     if !wgpu_backend::Executor::available() {
         println!("skipping: {}", wgpu_backend::NO_ADAPTER);
@@ -47,6 +52,8 @@ fn a_bundle_runs_in_a_clean_folder() {
         return;
     }
     assert!(ran.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert!(stdout.contains("2 runs: median") && stdout.contains("per-program profile"), "{stdout}");
     let got = frontend::npy::read_npy(&clean.join("y.npy")).unwrap();
     let (ir::TensorData::F32(a), ir::TensorData::F32(b)) = (&got.data, &want[0].data) else { panic!("not f32") };
     assert_eq!(got.shape, want[0].shape);
