@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v cargo >/dev/null; then
-  echo "setup: cargo is not installed; install Rust (1.85 or newer) first" >&2
+  echo "setup: cargo is not installed; install Rust (1.87 or newer) first" >&2
   exit 1
 fi
 
