@@ -452,9 +452,12 @@ fn pooling_pads_ceil_and_counts() {
     for &(h, w, kernel, strides, pads, dilations, ceil_mode) in windows {
         let window = Window { kernel, strides, pads, dilations };
         let x = r.tensor(DType::F32, &[2, 3, h, w]);
+        // The same pools on NCHWc: [N, C/b, H, W, b] (the interpreter pools it as NCHW).
+        let blocked = r.tensor(DType::F32, &[1, 2, h, w, 4]);
         for kind in [PoolKind::Max, PoolKind::Avg] {
             for count_include_pad in [false, true] {
                 check(Op::Pool2d { kind, window, ceil_mode, count_include_pad }, vec![x.clone()]);
+                check(Op::Pool2d { kind, window, ceil_mode, count_include_pad }, vec![blocked.clone()]);
             }
         }
     }

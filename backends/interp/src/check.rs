@@ -107,7 +107,7 @@ pub(crate) fn check_attrs(op: &Op, inputs: &[&TensorType]) -> Result<()> {
                     w.kernel
                 )));
             }
-            [x] if x.rank() == 4 => window_fits(w.kernel, w.strides, w.pads, w.dilations, &x.shape),
+            [x] if x.rank() == 4 || x.rank() == 5 => window_fits(w.kernel, w.strides, w.pads, w.dilations, &x.shape),
             _ => true,
         },
         Op::Reshape { shape } => check_shape(shape).is_ok(),

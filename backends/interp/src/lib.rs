@@ -70,6 +70,19 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, 
             window,
             count_include_pad,
             ..
+        } if x.shape.len() == 5 => {
+            // NCHWc: pooled as NCHW, the layout is the same per channel.
+            let (s, block) = (&x.shape, x.shape[4]);
+            let plain = TensorType::new(x.dtype(), vec![s[0], s[1] * block, s[2], s[3]]);
+            let pooled = TensorType::new(out.dtype, vec![out.shape[0], out.shape[1] * block, out.shape[2], out.shape[3]]);
+            let y = conv::pool2d(&from_nchwc(x, block, &plain)?, *kind, window, *count_include_pad, &pooled)?;
+            to_nchwc(&y, block, out)
+        }
+        Op::Pool2d {
+            kind,
+            window,
+            count_include_pad,
+            ..
         } => conv::pool2d(x, *kind, window, *count_include_pad, out),
         Op::Reduce { kind, axes, .. } => reduce::reduce(x, *kind, axes, out),
         Op::ArgReduce {
@@ -119,7 +132,6 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, 
     }
 }
 
-/// [N, C, H, W] viewed as [N, C/b, b, H, W], with the block axis moved last.
 /// An op on f16 tensors computes in f32 and rounds its result to half, as compiled code that
 /// stores f16 and computes in f32 does.
 fn eval_in_f32(op: &Op, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, InterpError> {
@@ -135,6 +147,7 @@ fn eval_in_f32(op: &Op, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor, 
     Ok(if narrow { y.with_float_dtype(DType::F16) } else { y })
 }
 
+/// [N, C, H, W] viewed as [N, C/b, b, H, W], with the block axis moved last.
 fn to_nchwc(x: &Tensor, block: usize, out: &TensorType) -> Result<Tensor, InterpError> {
     let s = &x.shape;
     let split = TensorType::new(x.dtype(), vec![s[0], s[1] / block, block, s[2], s[3]]);

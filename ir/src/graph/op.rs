@@ -539,12 +539,19 @@ impl Op {
                 shape.extend([m, n]);
                 Ok(TensorType::new(x.dtype, shape))
             }
+            // NCHW, or NCHWc ([N, C/b, H, W, b]) whose trailing block axis is kept.
             Op::Pool2d { window, ceil_mode, .. } => {
-                rank_is(4, x, "input")?;
+                if x.rank() != 5 {
+                    rank_is(4, x, "input")?;
+                }
                 let oh = window.output_extent(0, x.shape[2], *ceil_mode);
                 let ow = window.output_extent(1, x.shape[3], *ceil_mode);
                 match (oh, ow) {
-                    (Some(oh), Some(ow)) => Ok(TensorType::new(x.dtype, vec![x.shape[0], x.shape[1], oh, ow])),
+                    (Some(oh), Some(ow)) => {
+                        let mut shape = vec![x.shape[0], x.shape[1], oh, ow];
+                        shape.extend(x.shape.get(4));
+                        Ok(TensorType::new(x.dtype, shape))
+                    }
                     _ => shape_err(name, format!("window {:?} does not fit input {x}", window.kernel)),
                 }
             }

@@ -50,11 +50,13 @@ fn tap(o: VarId, k: VarId, win: &Window, axis: usize) -> Expr {
 
 /// A load of `x[n, c, ih, iw]` that yields `fill` where (ih, iw) is padding. The indices are
 /// clamped into the buffer, so the load itself (even a vector one) never leaves it.
-fn padded_load(b: &Builder, x: BufId, shape: &[usize], [n, c, ih, iw]: [Expr; 4], fill: Expr) -> Expr {
+fn padded_load(b: &Builder, x: BufId, shape: &[usize], mut index: Vec<Expr>, fill: Expr) -> Expr {
     let mut conds = Vec::new();
-    b.in_bounds(&ih, shape[2], &mut conds);
-    b.in_bounds(&iw, shape[3], &mut conds);
-    let load = Expr::load(x, vec![n, c, b.clamp(ih, shape[2]), b.clamp(iw, shape[3])]);
+    for axis in [2, 3] {
+        b.in_bounds(&index[axis], shape[axis], &mut conds);
+        index[axis] = b.clamp(index[axis].clone(), shape[axis]);
+    }
+    let load = Expr::load(x, index);
     match all(conds) {
         Some(cond) => Expr::select(cond, load, fill),
         None => load,
@@ -82,13 +84,9 @@ fn conv2d(b: &mut Builder, ins: &[&TensorType], out: &TensorType, win: &Window, 
         Some(bb) => Expr::load(bb, vec![Expr::Var(oc)]),
         None => Expr::Float(0.0),
     };
-    let channel = if groups == 1 {
-        Expr::Var(ic)
-    } else {
-        add(mul(div(Expr::Var(oc), og as i64), int(cg as i64)), Expr::Var(ic))
-    };
+    let channel = if groups == 1 { Expr::Var(ic) } else { add(mul(div(Expr::Var(oc), og as i64), int(cg as i64)), Expr::Var(ic)) };
     let (ih, iw) = (tap(oh, kh, win, 0), tap(ow, kw, win, 1));
-    let xv = padded_load(b, x, xs, [Expr::Var(n), channel, ih, iw], Expr::Float(0.0));
+    let xv = padded_load(b, x, xs, vec![Expr::Var(n), channel, ih, iw], Expr::Float(0.0));
     let wv = Expr::load(w, vars_expr(&[oc, ic, kh, kw]));
     push_accumulation(b, &outer, &[ic, kh, kw], y, yi, init, Expr::bin(BinOp::Mul, xv, wv));
     Ok(())
@@ -118,8 +116,7 @@ fn conv2d_channel_blocked(b: &mut Builder, ins: &[&TensorType], out: &TensorType
     let blocks = o / CHANNEL_BLOCK;
     let x = b.param("x", ins[0]);
     let w = b.param("w", &TensorType::new(ins[1].dtype, vec![blocks, i, kh_n, kw_n, CHANNEL_BLOCK]));
-    b.f.buffers[w.index()].layout =
-        Some(Layout { view: vec![blocks, CHANNEL_BLOCK, i, kh_n, kw_n], perm: vec![0, 2, 3, 4, 1] });
+    b.f.buffers[w.index()].layout = Some(Layout { view: vec![blocks, CHANNEL_BLOCK, i, kh_n, kw_n], perm: vec![0, 2, 3, 4, 1] });
     let bias = ins.get(2).map(|t| b.param("b", t));
     let y = b.param("y", out);
     if out.numel() == 0 {
@@ -136,7 +133,7 @@ fn conv2d_channel_blocked(b: &mut Builder, ins: &[&TensorType], out: &TensorType
         None => Expr::Float(0.0),
     };
     let (ih, iw) = (tap(oh, kh, win, 0), tap(ow, kw, win, 1));
-    let xv = padded_load(b, x, xs, [Expr::Var(n), Expr::Var(ic), ih, iw], Expr::Float(0.0));
+    let xv = padded_load(b, x, xs, vec![Expr::Var(n), Expr::Var(ic), ih, iw], Expr::Float(0.0));
     let wv = Expr::load(w, vars_expr(&[ob, ic, kh, kw, oi]));
     push_accumulation(b, &outer, &[ic, kh, kw], y, yi, init, Expr::bin(BinOp::Mul, xv, wv));
     Ok(())
@@ -148,7 +145,15 @@ fn conv2d_channel_blocked(b: &mut Builder, ins: &[&TensorType], out: &TensorType
 /// kernel, then the channels of a block (contiguous), or over channels then the kernel for a
 /// plain NCHW input. A constant weight is read as [O/b, I, KH, KW, b], a block's weights for
 /// one input channel and tap being one vector.
-fn conv2d_nchwc(b: &mut Builder, ins: &[&TensorType], out: &TensorType, win: &Window, depthwise: bool, block: usize, weight_is_constant: bool) -> Result<(), String> {
+fn conv2d_nchwc(
+    b: &mut Builder,
+    ins: &[&TensorType],
+    out: &TensorType,
+    win: &Window,
+    depthwise: bool,
+    block: usize,
+    weight_is_constant: bool,
+) -> Result<(), String> {
     require_f32("conv2d_nchwc", ins)?;
     let (xs, ws) = (&ins[0].shape, &ins[1].shape);
     let (o, i, kh_n, kw_n) = (ws[0], ws[1], ws[2], ws[3]);
@@ -257,42 +262,37 @@ fn matmul(b: &mut Builder, ins: &[&TensorType], out: &TensorType) -> Result<(), 
 /// Max pooling takes the max over the taps inside the input (padding is -inf); average
 /// pooling sums them and divides by the tap count, which `count_include_pad` extends to the
 /// taps in the padding (but never those beyond it, which ceil_mode can create).
-fn pool2d(
-    b: &mut Builder,
-    xt: &TensorType,
-    out: &TensorType,
-    kind: PoolKind,
-    win: &Window,
-    include_pad: bool,
-) -> Result<(), String> {
+fn pool2d(b: &mut Builder, xt: &TensorType, out: &TensorType, kind: PoolKind, win: &Window, include_pad: bool) -> Result<(), String> {
     require_f32(if kind == PoolKind::Max { "max_pool2d" } else { "avg_pool2d" }, &[xt])?;
     let x = b.param("x", xt);
     let y = b.param("y", out);
     if out.numel() == 0 {
         return Ok(());
     }
-    let outer = b.vars(&out.shape, |a| ["n", "c", "oh", "ow"][a].to_string());
+    // NCHW, or NCHWc ([N, C/b, H, W, b]: the block axis is one more outer loop).
+    let outer = b.vars(&out.shape, |a| ["n", "c", "oh", "ow", "cb"][a].to_string());
     let [n, c, oh, ow] = [outer[0], outer[1], outer[2], outer[3]];
     let (kh, kw) = (b.var("kh", win.kernel[0]), b.var("kw", win.kernel[1]));
     let yi = vars_expr(&outer);
     let yv = Expr::load(y, yi.clone());
     let (ih, iw) = (tap(oh, kh, win, 0), tap(ow, kw, win, 1));
-    let index = [Expr::Var(n), Expr::Var(c), ih, iw];
+    let mut index = vec![Expr::Var(n), Expr::Var(c), ih, iw];
+    index.extend(outer.get(4).map(|&cb| Expr::Var(cb)));
+    let padded_load = |b: &Builder, fill: Expr| padded_load(b, x, &xt.shape, index.clone(), fill);
     let (init, acc) = match kind {
         PoolKind::Max => {
-            let xv = padded_load(b, x, &xt.shape, index, Expr::Float(f32::NEG_INFINITY));
+            let xv = padded_load(b, Expr::Float(f32::NEG_INFINITY));
             (Expr::Float(f32::NEG_INFINITY), Expr::bin(BinOp::Max, yv.clone(), xv))
         }
         PoolKind::Avg => {
-            let xv = padded_load(b, x, &xt.shape, index, Expr::Float(0.0));
+            let xv = padded_load(b, Expr::Float(0.0));
             (Expr::Float(0.0), Expr::bin(BinOp::Add, yv.clone(), xv))
         }
     };
     let mut body = vec![store(y, yi.clone(), init)];
     body.extend(b.nest(&[kh, kw], vec![store(y, yi.clone(), acc)]));
     if kind == PoolKind::Avg {
-        let count =
-            mul(tap_count(b, oh, win, 0, xt.shape[2], include_pad), tap_count(b, ow, win, 1, xt.shape[3], include_pad));
+        let count = mul(tap_count(b, oh, win, 0, xt.shape[2], include_pad), tap_count(b, ow, win, 1, xt.shape[3], include_pad));
         let count = match count {
             Expr::Int(v) => Expr::Float(v as f32),
             e => Expr::cast(DType::F32, e),

@@ -22,23 +22,42 @@ pub fn rules() -> Vec<GRewrite> {
         //   blocks of output channels, = from_nchwc(conv_nchwc(to_nchwc(x), w, b)) for depthwise
         //   ones with whole blocks of channels; with a constant weight and more than one pixel
         //   (a 1x1 image is a matrix-vector product, in any layout)
-        custom("conv-to-nchwc", Custom { rewrite: |g, id| build(g, id, conv_to_nchwc(g, id)), applies: |g, id| conv_to_nchwc(g, id).is_some() }),
+        custom(
+            "conv-to-nchwc",
+            Custom { rewrite: |g, id| build(g, id, conv_to_nchwc(g, id)), applies: |g, id| conv_to_nchwc(g, id).is_some() },
+        ),
         // conv_nchwc(x, w, b) = conv_nchwc(z, w, b)   when x = from_nchwc(z), z of any block
-        custom("conv-input-layout", Custom { rewrite: |g, id| build(g, id, conv_input_layout(g, id)), applies: |g, id| conv_input_layout(g, id).is_some() }),
+        custom(
+            "conv-input-layout",
+            Custom { rewrite: |g, id| build(g, id, conv_input_layout(g, id)), applies: |g, id| conv_input_layout(g, id).is_some() },
+        ),
         // to_nchwc(from_nchwc(y)) = y
         custom("to-from-nchwc", Custom { rewrite: |g, id| to_from(g, id), applies: |g, id| to_from(g, id).is_some() }),
         // from_nchwc(to_nchwc(x)) = x
         custom("from-to-nchwc", Custom { rewrite: |g, id| from_to(g, id), applies: |g, id| from_to(g, id).is_some() }),
-        // f(from_nchwc(y)) = from_nchwc(f(y))   for f unary or clip
-        custom("unary-through-nchwc", Custom { rewrite: |g, id| build(g, id, unary_through(g, id)), applies: |g, id| unary_through(g, id).is_some() }),
+        // f(from_nchwc(y)) = from_nchwc(f(y))   for f unary, clip or a 2-D pool (which pools the
+        //   spatial axes of either layout)
+        custom(
+            "unary-through-nchwc",
+            Custom { rewrite: |g, id| build(g, id, unary_through(g, id)), applies: |g, id| unary_through(g, id).is_some() },
+        ),
         // from_nchwc(a) op from_nchwc(b) = from_nchwc(a op b), and with a scalar or a per-channel
         //   operand (a constant, blocked at compile time; or an [N,C,1,1] value, whose blocked
         //   form is the same memory), or an NCHW operand b as to_nchwc(b)
-        custom("binary-through-nchwc", Custom { rewrite: |g, id| build(g, id, binary_through(g, id)), applies: |g, id| binary_through(g, id).is_some() }),
+        custom(
+            "binary-through-nchwc",
+            Custom { rewrite: |g, id| build(g, id, binary_through(g, id)), applies: |g, id| binary_through(g, id).is_some() },
+        ),
         // reduce(from_nchwc(y), axes [2,3], keep) = from_nchwc(reduce(y, axes [2,3], keep))
-        custom("pool-through-nchwc", Custom { rewrite: |g, id| build(g, id, pool_through(g, id)), applies: |g, id| pool_through(g, id).is_some() }),
+        custom(
+            "pool-through-nchwc",
+            Custom { rewrite: |g, id| build(g, id, pool_through(g, id)), applies: |g, id| pool_through(g, id).is_some() },
+        ),
         // from_nchwc(z) = reshape(z, [N,C,1,1])   when z is one pixel: the same memory
-        custom("one-pixel-from-nchwc", Custom { rewrite: |g, id| build(g, id, one_pixel(g, id)), applies: |g, id| one_pixel(g, id).is_some() }),
+        custom(
+            "one-pixel-from-nchwc",
+            Custom { rewrite: |g, id| build(g, id, one_pixel(g, id)), applies: |g, id| one_pixel(g, id).is_some() },
+        ),
     ]
 }
 
@@ -155,7 +174,7 @@ fn from_to(g: &GEGraph, id: Id) -> Option<Id> {
 
 fn unary_through(g: &GEGraph, id: Id) -> Option<Plan> {
     ops_in(g, id).into_iter().find_map(|(op, ch)| {
-        if !matches!(op, Op::Unary(_) | Op::Clip { .. }) {
+        if !matches!(op, Op::Unary(_) | Op::Clip { .. } | Op::Pool2d { .. }) {
             return None;
         }
         let (z, block) = blocked_forms(g, ch[0]).into_iter().find(|&(z, _)| !already_moved(g, id, &op, &[Some(z)]))?;
@@ -173,7 +192,9 @@ fn already_moved(g: &GEGraph, id: Id, op: &Op, operands: &[Option<Id>]) -> bool 
     ops_in(g, id).into_iter().any(|(o, ch)| {
         matches!(o, Op::FromNchwc { .. })
             && ops_in(g, ch[0]).iter().any(|(inner, ich)| {
-                inner == op && ich.len() == operands.len() && ich.iter().zip(operands).all(|(&c, want)| want.is_none_or(|w| g.find(c) == g.find(w)))
+                inner == op
+                    && ich.len() == operands.len()
+                    && ich.iter().zip(operands).all(|(&c, want)| want.is_none_or(|w| g.find(c) == g.find(w)))
             })
     })
 }
@@ -221,7 +242,10 @@ fn binary_through(g: &GEGraph, id: Id) -> Option<Plan> {
     }
     ops_in(g, id).into_iter().find_map(|(op, ch)| {
         let Op::Binary(b) = op else { return None };
-        if b.is_comparison() || b.is_logical() || !matches!(b, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Max | BinaryOp::Min) {
+        if b.is_comparison()
+            || b.is_logical()
+            || !matches!(b, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Max | BinaryOp::Min)
+        {
             return None;
         }
         // Each block one of the operands has already, with the other operand in that block.
