@@ -1,7 +1,7 @@
 //! Tuning for the wgpu target: each task's GPU schedules (workgroup sizes and register tiles,
 //! `passes::schedule::gpu_schedule_candidates`) measured on the GPU adapter in this process,
 //! by GPU timestamps where the adapter has them and wall time otherwise. The space is small
-//! (at most 17 schedules a task), so it is searched exhaustively, default schedule first;
+//! (at most 21 schedules a task), so it is searched exhaustively, default schedule first;
 //! each candidate's output is checked against the unscheduled program on the loop IR
 //! evaluator. Records go to the same file as the CPU's, with target [`WGPU_TARGET`].
 
