@@ -3,7 +3,8 @@
 # (model file to runnable code, in process, `chanasc bench`'s "compiled in") and run time
 # (median, 1 thread) with the default schedules (LLVM: the host's; cranelift: the same
 # decisions with register tiles resized for its 16 xmm registers, runtime/src/jit_schedule.rs),
-# then the agreement of the two backends' rankings of tuner candidates
+# and of LLVM with cranelift's schedules (`chanasc bench --cranelift-schedules`: the two code
+# generators on the same schedules), then the agreement of the two backends' rankings of tuner candidates
 # (examples/cranelift_rank.rs).
 # Writes the section "cranelift JIT against LLVM" of bench/RESULTS.md, keeping the others.
 #   bash bench/cranelift.sh [RUNS] [CANDIDATES]   (needs ../shared/fixtures)
@@ -20,11 +21,15 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 rows=()
 for m in "$FIX"/*.onnx; do
   name=$(basename "$m" .onnx)
-  # Each backend twice, interleaved (llvm, cranelift, llvm, cranelift); the faster of each
-  # pair counts, so that a busy spell of the shared machine falls on both alike.
+  # Each build twice, interleaved (llvm, llvm-same, cranelift, and again); the faster of each
+  # pair counts, so that a busy spell of the shared machine falls on all alike.
   for round in 1 2; do
-    for b in llvm cranelift; do
-      target/release/chanasc bench "$m" --backend $b --threads 1 --runs "$RUNS" >"$T/$name-$b-$round"
+    for b in llvm llvm-same cranelift; do
+      case $b in
+        llvm-same) args=(--backend llvm --cranelift-schedules) ;;
+        *) args=(--backend "$b") ;;
+      esac
+      target/release/chanasc bench "$m" "${args[@]}" --threads 1 --runs "$RUNS" >"$T/$name-$b-$round"
     done
   done
   pick() { # backend field(compile|median): the smaller of the two rounds
@@ -33,12 +38,13 @@ for m in "$FIX"/*.onnx; do
     done | sort -g | head -1
   }
   lc=$(pick llvm compile); cc=$(pick cranelift compile)
-  lr=$(pick llvm median); cr=$(pick cranelift median)
+  lr=$(pick llvm median); sr=$(pick llvm-same median); cr=$(pick cranelift median)
   cratio=$(echo "scale=1; $lc / $cc" | bc)
   rratio=$(echo "scale=2; $cr / $lr" | bc)
-  printf '%-20s compile: llvm %6.2f s, cranelift %6.3f s (%sx faster); run: llvm %8.3f ms, cranelift %8.3f ms (%sx)\n' \
-    "$name" "$lc" "$cc" "$cratio" "$lr" "$cr" "$rratio"
-  rows+=("| $name | $(printf %.2f "$lc") | $(printf %.3f "$cc") | $cratio | $(printf %.3f "$lr") | $(printf %.3f "$cr") | $rratio |")
+  sratio=$(echo "scale=2; $cr / $sr" | bc)
+  printf '%-20s compile: llvm %6.2f s, cranelift %6.3f s (%sx faster); run: llvm %8.3f ms, llvm with cranelift schedules %8.3f ms, cranelift %8.3f ms (%sx, %sx)\n' \
+    "$name" "$lc" "$cc" "$cratio" "$lr" "$sr" "$cr" "$sratio" "$rratio"
+  rows+=("| $name | $(printf %.2f "$lc") | $(printf %.3f "$cc") | $cratio | $(printf %.3f "$lr") | $(printf %.3f "$sr") | $(printf %.3f "$cr") | $sratio | $rratio |")
 done
 rank=()
 for name in mobilenet_v3_small resnet18; do
@@ -68,8 +74,12 @@ simd=$(grep -q -w avx512f /proc/cpuinfo && echo avx512f || (grep -q -w avx2 /pro
   echo "then LLVM with the C glue, linking and dlopen, or cranelift's JIT); run time is the median"
   echo "of $RUNS runs, 1 thread. Each backend ran twice, interleaved, and the faster run counts."
   echo
-  echo "| model | LLVM compile s | cranelift compile s | compile speed-up | LLVM ms | cranelift ms | run time cranelift / LLVM |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "LLVM same ms: LLVM with cranelift's schedules; the run-time target (within 2.5x of LLVM"
+  echo "with the same schedules) is the column cranelift / LLVM same; the last column compares with"
+  echo "LLVM's own (16-lane) schedules."
+  echo
+  echo "| model | LLVM compile s | cranelift compile s | compile speed-up | LLVM ms | LLVM same ms | cranelift ms | cranelift / LLVM same | cranelift / LLVM |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
   echo "### Ranking of tuner candidates"

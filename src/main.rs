@@ -102,6 +102,10 @@ enum Command {
         /// Tuning records: use each task's best recorded schedule (llvm and cranelift backends).
         #[arg(long)]
         records: Option<PathBuf>,
+        /// llvm backend: the schedules the cranelift tier uses (its f32x4 register tiles), to
+        /// compare the two code generators with the same schedules.
+        #[arg(long)]
+        cranelift_schedules: bool,
         /// Element type of the model's tensors: f32, or f16 (weights, inputs and outputs in
         /// half precision, computed in f32).
         #[arg(long, default_value = "f32")]
@@ -195,8 +199,14 @@ fn main() -> ExitCode {
             let graph = runtime::GraphOptions { optimize: !no_graph_opt, dtype, f16_activations };
             compile(&model, &arch, cpu.as_deref(), threads, &output, graph, records.as_deref())
         }),
-        Command::Bench { model, backend, threads, runs, warmup, records, dtype } => {
-            parse_dtype(&dtype).and_then(|dtype| bench(&model, &backend, threads, runs, warmup, records.as_deref(), dtype))
+        Command::Bench { model, backend, threads, runs, warmup, records, cranelift_schedules, dtype } => {
+            parse_dtype(&dtype).and_then(|dtype| {
+                if cranelift_schedules && (backend != "llvm" || records.is_some()) {
+                    return Err("--cranelift-schedules goes with --backend llvm and no --records".into());
+                }
+                let records = if cranelift_schedules { Schedules::Cranelift } else { Schedules::Records(records.as_deref()) };
+                bench(&model, &backend, threads, runs, warmup, records, dtype)
+            })
         }
         Command::Tune(args) => tune_cli::tune(args),
         Command::TuneWorker => return tune_cli::worker(),
@@ -458,7 +468,19 @@ fn compile_wgpu(g: &Graph, model: &Path, output: &Path, start: Instant, records:
     Ok(())
 }
 
-fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize, records: Option<&Path>, dtype: DType) -> CliResult<()> {
+/// Where `chanasc bench` takes its schedules from.
+enum Schedules<'a> {
+    /// Tuning records where they have a task's schedule (None: the defaults).
+    Records(Option<&'a Path>),
+    /// The cranelift tier's default schedules.
+    Cranelift,
+}
+
+fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize, schedules: Schedules, dtype: DType) -> CliResult<()> {
+    let (records, cranelift_schedules) = match schedules {
+        Schedules::Records(r) => (r, false),
+        Schedules::Cranelift => (None, true),
+    };
     let backend = Backend::parse(backend)?;
     if dtype == DType::F16 && !matches!(backend, Backend::Llvm | Backend::Cranelift) {
         return Err("--dtype f16 is benchmarked on the llvm and cranelift backends".into());
@@ -472,6 +494,7 @@ fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize
     let inputs = inputs_as(inputs, dtype);
     let schedules: Box<dyn runtime::ScheduleSource> = match records {
         Some(path) if backend != Backend::Interp => Box::new(tune_cli::load_records(path)?),
+        _ if cranelift_schedules => Box::new(runtime::jit_schedule::JitSchedules),
         _ => Box::new(runtime::DefaultSchedules),
     };
     let loaded: Option<Box<dyn runtime::InProcessModel>> = match backend {
@@ -479,6 +502,9 @@ fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize
             let (m, tuned) = load_native(&g, threads, schedules.as_ref(), dtype)?;
             if let Some(path) = records {
                 println!("{tuned} tensor programs use tuned schedules from {}", path.display());
+            }
+            if cranelift_schedules {
+                println!("{tuned} tensor programs use the cranelift tier's schedules");
             }
             Some(Box::new(m))
         }

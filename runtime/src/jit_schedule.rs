@@ -37,6 +37,17 @@ pub fn jit_default_schedule(func: &Func, vector_width: usize) -> Trace {
     }
 }
 
+/// The cranelift tier's default schedules as a [`crate::ScheduleSource`]: an LLVM build with
+/// them runs the same schedules as the JIT (`chanasc bench --cranelift-schedules`), which
+/// compares the two code generators alone.
+pub struct JitSchedules;
+
+impl crate::ScheduleSource for JitSchedules {
+    fn trace_for(&self, func: &Func, _: &[bool], target: &llvm_backend::Target) -> Option<Trace> {
+        Some(jit_default_schedule(func, target.vector_width()))
+    }
+}
+
 /// One loop of the register tile: the original loop split for it, its extent, and the
 /// default's split factor.
 struct TileLoop {
