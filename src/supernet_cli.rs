@@ -2,7 +2,6 @@
 //! one masked graph for every subnet), with a progress bar, a resumable checkpoint and a
 //! training-curve SVG; and the `supernet:PATH` accuracy oracle.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
@@ -12,7 +11,7 @@ use train::optim::Sgd;
 use train::supernet::{self, Subnet, SupernetConfig, SupernetProgress};
 use train::trainer::Config;
 
-use crate::train_cli::{first, load_dataset};
+use crate::train_cli::{first, load_dataset, RunArgs};
 use crate::CliResult;
 
 #[derive(Subcommand)]
@@ -28,58 +27,14 @@ pub struct SupernetTrainArgs {
     /// The search space: fmnist-mbv3 (MobileNetV3 scaled to 28x28, docs/space-28x28.md).
     #[arg(long, default_value = "fmnist-mbv3")]
     space: String,
-    /// fashion-mnist (Debian's dataset-fashion-mnist, or --data-dir) or mnist (--data-dir).
-    #[arg(long, default_value = "fashion-mnist")]
-    dataset: String,
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    #[arg(long, default_value_t = 10)]
-    epochs: usize,
-    #[arg(long, default_value_t = 128)]
-    batch: usize,
-    #[arg(long, default_value_t = 0.1)]
-    lr: f32,
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f32,
-    #[arg(long, default_value_t = 5e-5)]
-    weight_decay: f32,
-    #[arg(long, default_value_t = 0.1)]
-    label_smoothing: f32,
-    #[arg(long, default_value_t = 1.0)]
-    warmup_epochs: f32,
-    /// Random crop padding (pixels); 0 turns cropping off.
-    #[arg(long, default_value_t = 2)]
-    crop_padding: usize,
-    #[arg(long)]
-    no_flip: bool,
     /// Random subnets per step besides the largest and the smallest.
     #[arg(long, default_value_t = 2)]
     random_subnets: usize,
     /// Training images the batch norms are recalibrated on before an evaluation.
     #[arg(long, default_value_t = 2000)]
     calib_images: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, default_value = "llvm")]
-    backend: String,
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
-    /// Train on the first N training images only (0: all).
-    #[arg(long, default_value_t = 0)]
-    limit_train: usize,
-    /// Evaluate on the first N test images only (0: all).
-    #[arg(long, default_value_t = 0)]
-    limit_test: usize,
-    #[arg(long, default_value_t = 0)]
-    checkpoint_every: usize,
-    #[arg(long)]
-    stop_after_steps: Option<usize>,
-    /// The training curve (default: the checkpoint's path with .svg).
-    #[arg(long)]
-    plot: Option<PathBuf>,
-    /// The checkpoint (the supernet's weights, optimizer state); resumed when it exists.
-    #[arg(short = 'o', long)]
-    output: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 pub fn run(command: SupernetCommand) -> CliResult<()> {
@@ -89,35 +44,36 @@ pub fn run(command: SupernetCommand) -> CliResult<()> {
 }
 
 fn train(args: SupernetTrainArgs) -> CliResult<()> {
-    let backend = Backend::parse(&args.backend, args.threads).map_err(|e| e.to_string())?;
-    if args.epochs == 0 {
+    let backend = Backend::parse(&args.run.backend, args.run.threads).map_err(|e| e.to_string())?;
+    if args.run.epochs == 0 {
         return Err("--epochs must be at least 1".into());
     }
-    let (train_set, test_set) = load_dataset(&args.dataset, args.data_dir.as_deref())?;
-    let (train_set, test_set) = (first(train_set, args.limit_train), first(test_set, args.limit_test));
+    let (train_set, test_set) = load_dataset(&args.run.dataset, args.run.data_dir.as_deref())?;
+    let (train_set, test_set) = (first(train_set, args.run.limit_train), first(test_set, args.run.limit_test));
     let classes = train_set.classes.max(test_set.classes);
     let space = supernet::space_by_name(&args.space, classes).map_err(|e| e.to_string())?;
-    let steps_per_epoch = train_set.len() / args.batch.max(1);
+    let steps_per_epoch = train_set.len() / args.run.batch.max(1);
     let cfg = SupernetConfig {
         base: Config {
-            epochs: args.epochs,
-            batch: args.batch,
+            epochs: args.run.epochs,
+            batch: args.run.batch,
             eval_batch: 500.min(test_set.len().max(1)),
-            sgd: Sgd { lr: args.lr, momentum: args.momentum, weight_decay: args.weight_decay, nesterov: true },
-            warmup_steps: (args.warmup_epochs.max(0.0) * steps_per_epoch as f32) as usize,
-            label_smoothing: args.label_smoothing,
-            augment: (args.crop_padding > 0 || !args.no_flip).then_some(Augment { crop_padding: args.crop_padding, flip: !args.no_flip }),
+            sgd: Sgd { lr: args.run.lr, momentum: args.run.momentum, weight_decay: args.run.weight_decay, nesterov: true },
+            warmup_steps: (args.run.warmup_epochs.max(0.0) * steps_per_epoch as f32) as usize,
+            label_smoothing: args.run.label_smoothing,
+            augment: (args.run.crop_padding > 0 || !args.run.no_flip)
+                .then_some(Augment { crop_padding: args.run.crop_padding, flip: !args.run.no_flip }),
             bn_momentum: 0.1,
-            seed: args.seed,
+            seed: args.run.seed,
             backend,
-            checkpoint: Some(args.output.clone()),
-            checkpoint_every: args.checkpoint_every,
-            stop_after_steps: args.stop_after_steps,
+            checkpoint: Some(args.run.output.clone()),
+            checkpoint_every: args.run.checkpoint_every,
+            stop_after_steps: args.run.stop_after_steps,
         },
         random_subnets: args.random_subnets,
         calib_images: args.calib_images,
-        dataset: args.dataset.clone(),
-        data_dir: args.data_dir.clone(),
+        dataset: args.run.dataset.clone(),
+        data_dir: args.run.data_dir.clone(),
     };
     let params: usize = space.layout(None).params.iter().map(|p| p.shape.iter().product::<usize>()).sum();
     eprintln!(
@@ -126,17 +82,17 @@ fn train(args: SupernetTrainArgs) -> CliResult<()> {
         space.name,
         space.macs(&Subnet::largest(&space)) as f64 / 1e6,
         space.macs(&Subnet::smallest(&space)) as f64 / 1e6,
-        args.dataset,
+        args.run.dataset,
         train_set.len(),
         test_set.len(),
-        args.epochs,
+        args.run.epochs,
         steps_per_epoch,
-        args.batch,
+        args.run.batch,
         2 + args.random_subnets,
-        args.backend
+        args.run.backend
     );
     let bar =
-        indicatif::ProgressBar::with_draw_target(Some((steps_per_epoch * args.epochs) as u64), indicatif::ProgressDrawTarget::stderr());
+        indicatif::ProgressBar::with_draw_target(Some((steps_per_epoch * args.run.epochs) as u64), indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
         indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps {msg} (eta {eta})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
@@ -169,9 +125,9 @@ fn train(args: SupernetTrainArgs) -> CliResult<()> {
     let outcome = supernet::train_supernet(&space, &cfg, &train_set, &test_set, &mut progress).map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     let history: Vec<_> = outcome.state.history.iter().map(|e| e.stats.clone()).collect();
-    let plot = args.plot.clone().unwrap_or_else(|| args.output.with_extension("svg"));
+    let plot = args.run.plot.clone().unwrap_or_else(|| args.run.output.with_extension("svg"));
     if !history.is_empty() {
-        let title = format!("{} supernet (largest subnet) on {}", space.name, args.dataset);
+        let title = format!("{} supernet (largest subnet) on {}", space.name, args.run.dataset);
         std::fs::write(&plot, train::plot::training_curve(&history, &title)).map_err(|e| format!("{}: {e}", plot.display()))?;
     }
     if !outcome.finished {
@@ -180,7 +136,7 @@ fn train(args: SupernetTrainArgs) -> CliResult<()> {
             outcome.state.global_step,
             outcome.state.epoch + 1,
             outcome.state.step_in_epoch,
-            args.output.display()
+            args.run.output.display()
         );
         return Ok(());
     }
@@ -197,7 +153,7 @@ fn train(args: SupernetTrainArgs) -> CliResult<()> {
         images / secs.max(1e-9),
         start.elapsed().as_secs_f64()
     );
-    println!("checkpoint: {}  curve: {}", args.output.display(), plot.display());
+    println!("checkpoint: {}  curve: {}", args.run.output.display(), plot.display());
     Ok(())
 }
 

@@ -15,64 +15,72 @@ use crate::CliResult;
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// fashion-mnist (Debian's dataset-fashion-mnist, or --data-dir), mnist (--data-dir:
-    /// the four IDX files, raw or .gz) or cifar10 (--data-dir: the binary batches).
-    #[arg(long, default_value = "fashion-mnist")]
-    dataset: String,
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
     /// The network: small-cnn (a MobileNetV3-style CNN sized to the dataset's images).
     #[arg(long, default_value = "small-cnn")]
     network: String,
-    #[arg(long, default_value_t = 10)]
-    epochs: usize,
-    #[arg(long, default_value_t = 128)]
-    batch: usize,
-    /// Peak learning rate (cosine schedule after warm-up).
-    #[arg(long, default_value_t = 0.1)]
-    lr: f32,
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f32,
-    #[arg(long, default_value_t = 5e-5)]
-    weight_decay: f32,
     /// Plain momentum instead of Nesterov's.
     #[arg(long)]
     no_nesterov: bool,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// The options `chanasc train` and `chanasc supernet train` share: the data, the optimizer and
+/// its schedule, augmentation, the backend, how long to run, the checkpoint and the plot.
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    /// fashion-mnist (Debian's dataset-fashion-mnist, or --data-dir), mnist (--data-dir:
+    /// the four IDX files, raw or .gz) or cifar10 (--data-dir: the binary batches).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub(crate) dataset: String,
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 10)]
+    pub(crate) epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    pub(crate) batch: usize,
+    /// Peak learning rate (cosine schedule after warm-up).
     #[arg(long, default_value_t = 0.1)]
-    label_smoothing: f32,
+    pub(crate) lr: f32,
+    #[arg(long, default_value_t = 0.9)]
+    pub(crate) momentum: f32,
+    #[arg(long, default_value_t = 5e-5)]
+    pub(crate) weight_decay: f32,
+    #[arg(long, default_value_t = 0.1)]
+    pub(crate) label_smoothing: f32,
     #[arg(long, default_value_t = 1.0)]
-    warmup_epochs: f32,
+    pub(crate) warmup_epochs: f32,
     /// Random crop padding (pixels); 0 turns cropping off.
     #[arg(long, default_value_t = 2)]
-    crop_padding: usize,
+    pub(crate) crop_padding: usize,
     #[arg(long)]
-    no_flip: bool,
+    pub(crate) no_flip: bool,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// llvm (native code) or interp (the reference interpreter, slow).
     #[arg(long, default_value = "llvm")]
-    backend: String,
+    pub(crate) backend: String,
     #[arg(long, default_value_t = 2)]
-    threads: usize,
+    pub(crate) threads: usize,
     /// Train on the first N training images only (0: all).
     #[arg(long, default_value_t = 0)]
-    limit_train: usize,
+    pub(crate) limit_train: usize,
     /// Evaluate on the first N test images only (0: all).
     #[arg(long, default_value_t = 0)]
-    limit_test: usize,
+    pub(crate) limit_test: usize,
     /// Also checkpoint every N steps (0: at the end of every epoch only).
     #[arg(long, default_value_t = 0)]
-    checkpoint_every: usize,
+    pub(crate) checkpoint_every: usize,
     /// Stop after this many steps in all (the checkpoint lets a later run resume).
     #[arg(long)]
-    stop_after_steps: Option<usize>,
+    pub(crate) stop_after_steps: Option<usize>,
     /// The training curve (default: the checkpoint's path with .svg).
     #[arg(long)]
-    plot: Option<PathBuf>,
+    pub(crate) plot: Option<PathBuf>,
     /// The checkpoint: parameters, batch-norm statistics, optimizer state; a run resumes
     /// from it when it exists.
     #[arg(short = 'o', long)]
-    output: PathBuf,
+    pub(crate) output: PathBuf,
 }
 
 pub(crate) fn load_dataset(name: &str, dir: Option<&Path>) -> CliResult<(data::Dataset, data::Dataset)> {
@@ -94,51 +102,52 @@ pub(crate) fn first(d: data::Dataset, n: usize) -> data::Dataset {
 }
 
 pub fn train(args: TrainArgs) -> CliResult<()> {
-    let backend = Backend::parse(&args.backend, args.threads).map_err(|e| e.to_string())?;
-    if args.epochs == 0 {
+    let backend = Backend::parse(&args.run.backend, args.run.threads).map_err(|e| e.to_string())?;
+    if args.run.epochs == 0 {
         return Err("--epochs must be at least 1".into());
     }
-    let (train_set, test_set) = load_dataset(&args.dataset, args.data_dir.as_deref())?;
-    let (train_set, test_set) = (first(train_set, args.limit_train), first(test_set, args.limit_test));
+    let (train_set, test_set) = load_dataset(&args.run.dataset, args.run.data_dir.as_deref())?;
+    let (train_set, test_set) = (first(train_set, args.run.limit_train), first(test_set, args.run.limit_test));
     let input = [train_set.channels, train_set.height, train_set.width];
     let classes = train_set.classes.max(test_set.classes);
     let net = match args.network.as_str() {
         "small-cnn" => model::small_cnn(input, classes),
         other => return Err(format!("unknown --network {other:?}; available: small-cnn")),
     };
-    let steps_per_epoch = train_set.len() / args.batch.max(1);
+    let steps_per_epoch = train_set.len() / args.run.batch.max(1);
     let cfg = Config {
-        epochs: args.epochs,
-        batch: args.batch,
+        epochs: args.run.epochs,
+        batch: args.run.batch,
         eval_batch: 500.min(test_set.len().max(1)),
-        sgd: Sgd { lr: args.lr, momentum: args.momentum, weight_decay: args.weight_decay, nesterov: !args.no_nesterov },
-        warmup_steps: (args.warmup_epochs.max(0.0) * steps_per_epoch as f32) as usize,
-        label_smoothing: args.label_smoothing,
-        augment: (args.crop_padding > 0 || !args.no_flip).then_some(Augment { crop_padding: args.crop_padding, flip: !args.no_flip }),
+        sgd: Sgd { lr: args.run.lr, momentum: args.run.momentum, weight_decay: args.run.weight_decay, nesterov: !args.no_nesterov },
+        warmup_steps: (args.run.warmup_epochs.max(0.0) * steps_per_epoch as f32) as usize,
+        label_smoothing: args.run.label_smoothing,
+        augment: (args.run.crop_padding > 0 || !args.run.no_flip)
+            .then_some(Augment { crop_padding: args.run.crop_padding, flip: !args.run.no_flip }),
         bn_momentum: 0.1,
-        seed: args.seed,
+        seed: args.run.seed,
         backend,
-        checkpoint: Some(args.output.clone()),
-        checkpoint_every: args.checkpoint_every,
-        stop_after_steps: args.stop_after_steps,
+        checkpoint: Some(args.run.output.clone()),
+        checkpoint_every: args.run.checkpoint_every,
+        stop_after_steps: args.run.stop_after_steps,
     };
     eprintln!(
         "training {} ({} parameters) on {} ({} train, {} test images of {}x{}x{}), {} epochs of {} steps, batch {}, {}",
         net.name,
         net.params().map_err(|e| e.to_string())?.0.iter().map(|p| p.shape.iter().product::<usize>()).sum::<usize>(),
-        args.dataset,
+        args.run.dataset,
         train_set.len(),
         test_set.len(),
         input[0],
         input[1],
         input[2],
-        args.epochs,
+        args.run.epochs,
         steps_per_epoch,
-        args.batch,
-        args.backend
+        args.run.batch,
+        args.run.backend
     );
     let bar =
-        indicatif::ProgressBar::with_draw_target(Some((steps_per_epoch * args.epochs) as u64), indicatif::ProgressDrawTarget::stderr());
+        indicatif::ProgressBar::with_draw_target(Some((steps_per_epoch * args.run.epochs) as u64), indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
         indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps {msg} (eta {eta})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
@@ -169,9 +178,9 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
     let outcome = trainer::train(&net, &cfg, &train_set, &test_set, &mut progress).map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     let history = &outcome.state.history;
-    let plot = args.plot.clone().unwrap_or_else(|| args.output.with_extension("svg"));
+    let plot = args.run.plot.clone().unwrap_or_else(|| args.run.output.with_extension("svg"));
     if !history.is_empty() {
-        let title = format!("{} on {}", net.name, args.dataset);
+        let title = format!("{} on {}", net.name, args.run.dataset);
         std::fs::write(&plot, train::plot::training_curve(history, &title)).map_err(|e| format!("{}: {e}", plot.display()))?;
     }
     if !outcome.finished {
@@ -180,7 +189,7 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
             outcome.state.global_step,
             outcome.state.epoch + 1,
             outcome.state.step_in_epoch,
-            args.output.display()
+            args.run.output.display()
         );
         return Ok(());
     }
@@ -197,6 +206,6 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
         images / train_seconds.max(1e-9),
         start.elapsed().as_secs_f64()
     );
-    println!("checkpoint: {}  curve: {}", args.output.display(), plot.display());
+    println!("checkpoint: {}  curve: {}", args.run.output.display(), plot.display());
     Ok(())
 }

@@ -109,7 +109,13 @@ fn target_construction_and_widths() {
     assert_eq!(host.arch, Arch::X86_64);
     assert!(!host.cpu.is_empty());
     let a = Target::new(Arch::Aarch64, None).unwrap();
-    assert_eq!((a.cpu.as_str(), a.features.as_str(), a.vector_width()), ("generic", "+neon", 4));
+    assert_eq!((a.cpu.as_str(), a.features.as_str(), a.vector_width()), ("generic", "+neon,+fullfp16", 4));
+    // Half arithmetic: aarch64 with +fullfp16 (and CPUs that imply it); x86-64 with AVX512-FP16.
+    assert!(a.has_f16_arithmetic());
+    assert!(!Target::new(Arch::Aarch64, Some("cortex-a53")).unwrap().has_f16_arithmetic());
+    assert!(Target::new(Arch::Aarch64, Some("neoverse-n1")).unwrap().has_f16_arithmetic());
+    assert!(Target::new(Arch::X86_64, Some("sapphirerapids")).unwrap().has_f16_arithmetic());
+    assert!(!Target::new(Arch::X86_64, Some("skylake-avx512")).unwrap().has_f16_arithmetic());
     assert_eq!(Target::new(Arch::X86_64, Some("skylake-avx512")).unwrap().vector_width(), 16);
     assert_eq!(Target::new(Arch::X86_64, Some("haswell")).unwrap().vector_width(), 8);
     assert_eq!(Target::new(Arch::X86_64, Some("x86-64")).unwrap().vector_width(), 4);
