@@ -240,6 +240,16 @@ fn parse_dtype(name: &str) -> CliResult<DType> {
     }
 }
 
+/// The dtype a model runs in on the GPU: f16 only where the adapter has shader-f16 (and the
+/// fall back to f32 is said).
+fn gpu_dtype(dtype: DType) -> DType {
+    if dtype == DType::F16 && !runtime::GpuModel::supports_f16() {
+        eprintln!("the GPU adapter has no shader-f16: running in f32");
+        return DType::F32;
+    }
+    dtype
+}
+
 /// A model's inputs in the element type it was compiled for (f32 inputs of an f16 model are
 /// rounded to half; f16 ones of an f32 model widened).
 fn inputs_as(inputs: Vec<Tensor>, dtype: DType) -> Vec<Tensor> {
@@ -258,9 +268,7 @@ fn load(path: &Path) -> CliResult<Graph> {
 fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, backend: &str, threads: usize, dtype: DType) -> CliResult<()> {
     let backend = Backend::parse(backend)?;
     let g = load(model)?;
-    if dtype == DType::F16 && backend == Backend::Wgpu {
-        return Err("--dtype f16 runs on the llvm, cranelift and interp backends".into());
-    }
+    let dtype = if backend == Backend::Wgpu { gpu_dtype(dtype) } else { dtype };
     let mut given: Vec<Option<Tensor>> = vec![None; g.inputs.len()];
     for b in bindings {
         let (pos, file) = match b.split_once('=') {
@@ -321,7 +329,8 @@ fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, back
             outputs
         }
         Backend::Wgpu => {
-            let (model, report) = runtime::GpuModel::build(&g, &runtime::DefaultSchedules).map_err(|e| e.to_string())?;
+            let graph = runtime::GraphOptions { optimize: true, dtype, f16_activations: false };
+            let (model, report) = runtime::GpuModel::build_with(&g, &runtime::DefaultSchedules, graph).map_err(|e| e.to_string())?;
             let compiled = start.elapsed().as_secs_f64();
             let run_start = Instant::now();
             let outputs = model.run(&inputs).map_err(|e| e.to_string())?;
@@ -482,9 +491,10 @@ fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize
         Schedules::Cranelift => (None, true),
     };
     let backend = Backend::parse(backend)?;
-    if dtype == DType::F16 && !matches!(backend, Backend::Llvm | Backend::Cranelift) {
-        return Err("--dtype f16 is benchmarked on the llvm and cranelift backends".into());
+    if dtype == DType::F16 && backend == Backend::Interp {
+        return Err("--dtype f16 is benchmarked on the llvm, cranelift and wgpu backends".into());
     }
+    let dtype = if backend == Backend::Wgpu { gpu_dtype(dtype) } else { dtype };
     // Compile time is counted from the model file: import, graph passes, lowering,
     // schedules, code generation and (llvm) linking and loading.
     let start = Instant::now();
@@ -518,7 +528,8 @@ fn bench(model: &Path, backend: &str, threads: usize, runs: usize, warmup: usize
         }
         // The records' wgpu schedules (`tune --arch wgpu`), not the CPU's.
         Backend::Wgpu => {
-            let (m, report) = runtime::GpuModel::build(&g, gpu_schedules(records)?.as_ref()).map_err(|e| e.to_string())?;
+            let graph = runtime::GraphOptions { optimize: true, dtype, f16_activations: false };
+            let (m, report) = runtime::GpuModel::build_with(&g, gpu_schedules(records)?.as_ref(), graph).map_err(|e| e.to_string())?;
             println!("{} tensor programs on {} ({} with tuned schedules)", report.programs, m.adapter(), report.tuned_programs);
             Some(Box::new(m))
         }

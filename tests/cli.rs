@@ -197,7 +197,7 @@ fn cranelift_backend_runs_benches_and_unknown_backends_are_errors() {
     assert_clean_error(&chanasc(&["run", m, "--backend", "tvm"]), &["unknown backend \"tvm\"", "cranelift"]);
 }
 
-/// `--dtype f16`: the example runs in half precision on the interpreter, LLVM and cranelift,
+/// `--dtype f16`: the example runs in half precision on the interpreter, LLVM, cranelift and wgpu,
 /// close to its f32 output; the compiled runner reads and writes f16 `.npy` files (and says
 /// so when given f32); unknown dtypes are clean errors.
 #[test]
@@ -222,7 +222,18 @@ fn half_precision_runs_compiles_and_reads_f16_npy() {
         frontend::npy::read_npy(&y).unwrap()
     };
     let reference = output("interp", "f32");
-    for backend in ["interp", "llvm", "cranelift"] {
+    // wgpu runs f16 where the adapter has shader-f16 (lavapipe does), f32 otherwise (said).
+    let gpu = if wgpu_backend::Executor::available() {
+        vec!["wgpu"]
+    } else {
+        println!("f16 on wgpu skipped: {}", wgpu_backend::NO_ADAPTER);
+        vec![]
+    };
+    for backend in ["interp", "llvm", "cranelift"].into_iter().chain(gpu) {
+        if backend == "wgpu" && !wgpu_backend::Executor::supports_f16() {
+            assert_eq!(output(backend, "f16").dtype(), ir::DType::F32);
+            continue;
+        }
         let y = output(backend, "f16");
         assert_eq!(y.dtype(), ir::DType::F16, "{backend}");
         let rel = compare_f32(&y.with_float_dtype(ir::DType::F32), &reference);

@@ -73,12 +73,16 @@ fn check(model: &std::path::Path) -> Result<String, String> {
             report.push_str(&format!(", {arch} {} {rel:.2e} (top-1 same)", build.name));
         }
     }
-    let rel = in_process(model, "cranelift", &want, 1e-4)?;
+    let rel = in_process(model, "cranelift", &[], &want, 1e-4)?;
     report.push_str(&format!(", cranelift {rel:.2e}"));
     if wgpu_backend::Executor::available() {
         let start = Instant::now();
-        let rel = in_process(model, "wgpu", &want, 1e-3)?;
+        let rel = in_process(model, "wgpu", &[], &want, 1e-3)?;
         report.push_str(&format!(", wgpu {rel:.2e} ({:.1} s)", start.elapsed().as_secs_f64()));
+        // f16 where the adapter has shader-f16 (lavapipe does); f32 otherwise.
+        let rel = in_process(model, "wgpu", &["--dtype", "f16"], &want, 1e-2)?;
+        let dtype = if wgpu_backend::Executor::supports_f16() { "f16" } else { "f16 asked, f32 run (no shader-f16)" };
+        report.push_str(&format!(", wgpu {dtype} {rel:.2e}"));
     } else {
         report.push_str(&format!(", wgpu skipping: {}", wgpu_backend::NO_ADAPTER));
     }
@@ -87,13 +91,14 @@ fn check(model: &std::path::Path) -> Result<String, String> {
 
 /// Runs the model on an in-process backend (`chanasc run --backend cranelift|wgpu`) and
 /// compares its output at relative tolerance `tol`.
-fn in_process(model: &Path, backend: &str, want: &ir::Tensor, tol: f64) -> Result<f64, String> {
+fn in_process(model: &Path, backend: &str, flags: &[&str], want: &ir::Tensor, tol: f64) -> Result<f64, String> {
     let stem = model.with_extension("");
     let name = stem.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let y = std::env::temp_dir().join(format!("chanasc-fixture-{}-{name}-{backend}.npy", std::process::id()));
     let input = format!("input={}", stem.with_extension("input.npy").display());
     let ran = Command::new(env!("CARGO_BIN_EXE_chanasc"))
         .args(["run", model.to_str().unwrap_or_default(), "--backend", backend, "--input", &input, "-o", y.to_str().unwrap_or_default()])
+        .args(flags)
         .output()
         .map_err(|e| e.to_string())?;
     if !ran.status.success() {

@@ -59,8 +59,14 @@ fn gpu_weight(bytes: &[u8], dtype: DType) -> Vec<u8> {
 /// Lowers, schedules (each program's schedule from `schedules`, or the GPU default) and
 /// compiles `g` for the GPU.
 pub fn gpu_bundle(g: &Graph, schedules: &dyn ScheduleSource) -> Result<(Bundle, GpuReport), RuntimeError> {
+    gpu_bundle_with(g, schedules, crate::GraphOptions::from(true))
+}
+
+/// [`gpu_bundle`] with the graph prepared as `graph` says (`--dtype f16`: the device needs
+/// shader-f16, see [`Executor::supports_f16`]).
+pub fn gpu_bundle_with(g: &Graph, schedules: &dyn ScheduleSource, graph: crate::GraphOptions) -> Result<(Bundle, GpuReport), RuntimeError> {
     let start = Instant::now();
-    let lowered = lower_and_schedule_defaults(g, &Target::host(), "model", true, schedules, passes::schedule::gpu_default_schedule)?;
+    let lowered = lower_and_schedule_defaults(g, &Target::host(), "model", graph, schedules, passes::schedule::gpu_default_schedule)?;
     let plan = crate::plan::plan(&lowered.graph, &lowered.steps);
     let (blobs, overrides) = weight_blobs(&lowered, &plan)?;
     let lower = start.elapsed();
@@ -176,7 +182,12 @@ pub struct GpuModel {
 impl GpuModel {
     /// Builds the bundle of `g` and loads it onto the first GPU adapter.
     pub fn build(g: &Graph, schedules: &dyn ScheduleSource) -> Result<(GpuModel, GpuReport), RuntimeError> {
-        let (bundle, report) = gpu_bundle(g, schedules)?;
+        GpuModel::build_with(g, schedules, crate::GraphOptions::from(true))
+    }
+
+    /// [`GpuModel::build`] with the graph prepared as `graph` says.
+    pub fn build_with(g: &Graph, schedules: &dyn ScheduleSource, graph: crate::GraphOptions) -> Result<(GpuModel, GpuReport), RuntimeError> {
+        let (bundle, report) = gpu_bundle_with(g, schedules, graph)?;
         let model = GpuModel::load(&bundle)?;
         Ok((model, report))
     }
@@ -191,6 +202,11 @@ impl GpuModel {
         let inputs = exec.inputs().iter().map(ty).collect::<Result<_, _>>()?;
         let outputs = exec.outputs().iter().map(ty).collect::<Result<_, _>>()?;
         Ok(GpuModel { exec, inputs, outputs })
+    }
+
+    /// Whether the GPU runs f16 models (its adapter offers shader-f16).
+    pub fn supports_f16() -> bool {
+        Executor::supports_f16()
     }
 
     /// The adapter the model runs on.

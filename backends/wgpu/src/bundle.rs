@@ -83,6 +83,7 @@ impl IoSpec {
     pub fn host_elem_bytes(&self) -> Result<usize, WgpuError> {
         match self.dtype.as_str() {
             "f32" => Ok(4),
+            "f16" => Ok(2),
             "i64" => Ok(8),
             "bool" => Ok(1),
             other => Err(WgpuError::Bundle(format!("{}: element type {other} is not supported", self.name))),

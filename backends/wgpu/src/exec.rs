@@ -76,8 +76,9 @@ fn shared() -> Result<&'static Shared, WgpuError> {
     let s = SHARED.get_or_init(|| {
         let adapter = Executor::adapter().map_err(|e| e.to_string())?;
         let info = adapter.get_info();
-        // Timestamps, where the adapter has them, time each program of a run.
-        let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamps, where the adapter has them, time each program of a run; f16 in shaders
+        // (`enable f16`, `array<f16>` storage), where it has that, runs f16 models.
+        let required_features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
         let desc =
             wgpu::DeviceDescriptor { label: Some("chanasc"), required_limits: adapter.limits(), required_features, ..Default::default() };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| format!("wgpu device: {e}"))?;
@@ -105,6 +106,11 @@ impl Executor {
     /// Whether this machine has an adapter (and a device could be made on it).
     pub fn available() -> bool {
         shared().is_ok()
+    }
+
+    /// Whether the device runs shaders with f16 (the adapter offers `shader-f16`).
+    pub fn supports_f16() -> bool {
+        shared().is_ok_and(|s| s.device.features().contains(wgpu::Features::SHADER_F16))
     }
 
     /// Creates the device, buffers and pipelines of `bundle` and runs its once-programs.

@@ -100,10 +100,9 @@ impl<'a> Emitter<'a> {
                     return Err(format!("store of {t} into %{} of {}", b.name, b.dtype));
                 }
                 let _ = match b.dtype {
-                    DType::F32 => writeln!(out, "{pad}{at} = {v};"),
+                    DType::F32 | DType::F16 => writeln!(out, "{pad}{at} = {v};"),
                     DType::I64 => writeln!(out, "{pad}{at} = i64w({v});"),
                     DType::Bool => writeln!(out, "{pad}{at} = select(0u, 1u, {v});"),
-                    other => return Err(format!("stores of {other}")),
                 };
             }
         }
@@ -141,10 +140,9 @@ impl<'a> Emitter<'a> {
                 let b = self.f.buffers.get(buf.index()).ok_or("a load from a missing buffer")?;
                 let at = format!("{}[{}]", buf_name(self.f, *buf), self.linear(&b.shape, index)?);
                 match b.dtype {
-                    DType::F32 => (at, DType::F32),
+                    DType::F32 | DType::F16 => (at, b.dtype),
                     DType::I64 => (format!("{at}.x"), DType::I64),
                     DType::Bool => (format!("({at} != 0u)"), DType::Bool),
-                    other => return Err(format!("loads of {other}")),
                 }
             }
             Expr::Binary { op, a, b } => self.binary(*op, a, b)?,
@@ -165,6 +163,10 @@ impl<'a> Emitter<'a> {
                     (DType::I64, DType::Bool) => format!("({v} != 0i)"),
                     (DType::Bool, DType::F32) => format!("select(0.0, 1.0, {v})"),
                     (DType::Bool, DType::I64) => format!("select(0i, 1i, {v})"),
+                    (DType::F32 | DType::I64, DType::F16) => format!("f16({v})"),
+                    (DType::F16, DType::F32 | DType::I64) => format!("{}({v})", if *to == DType::F32 { "f32" } else { "i32" }),
+                    (DType::F16, DType::Bool) => format!("({v} != 0.0h)"),
+                    (DType::Bool, DType::F16) => format!("select(0.0h, 1.0h, {v})"),
                     (a, b) => return Err(format!("a cast of {a} to {b}")),
                 };
                 (s, *to)
@@ -193,16 +195,18 @@ impl<'a> Emitter<'a> {
             (BinOp::And, DType::Bool) => format!("({x} && {y})"),
             (BinOp::Or, DType::Bool) => format!("({x} || {y})"),
             (BinOp::Xor, DType::Bool) => format!("({x} != {y})"),
-            (BinOp::Add | BinOp::Sub | BinOp::Mul, DType::F32 | DType::I64) => format!("({x} {} {y})", op.symbol().unwrap_or("+")),
-            (BinOp::Div | BinOp::Rem, DType::F32) => format!("({x} {} {y})", op.symbol().unwrap_or("/")),
+            (BinOp::Add | BinOp::Sub | BinOp::Mul, DType::F32 | DType::F16 | DType::I64) => {
+                format!("({x} {} {y})", op.symbol().unwrap_or("+"))
+            }
+            (BinOp::Div | BinOp::Rem, DType::F32 | DType::F16) => format!("({x} {} {y})", op.symbol().unwrap_or("/")),
             // Truncating division is floor division when both sides are non-negative.
             (BinOp::Div | BinOp::Rem, DType::I64) if non_negative(a) && matches!(b, Expr::Int(v) if *v > 0) => {
                 format!("({x} {} {y})", op.symbol().unwrap_or("/"))
             }
             (BinOp::Div, DType::I64) => format!("idiv({x}, {y})"),
             (BinOp::Rem, DType::I64) => format!("imod({x}, {y})"),
-            (BinOp::Min, DType::F32 | DType::I64) => format!("min({x}, {y})"),
-            (BinOp::Max, DType::F32 | DType::I64) => format!("max({x}, {y})"),
+            (BinOp::Min, DType::F32 | DType::F16 | DType::I64) => format!("min({x}, {y})"),
+            (BinOp::Max, DType::F32 | DType::F16 | DType::I64) => format!("max({x}, {y})"),
             (BinOp::Pow, DType::F32) => format!("powf_({x}, {y})"),
             _ => return Err(format!("{} of {t}", op.name())),
         };
@@ -215,8 +219,8 @@ impl<'a> Emitter<'a> {
         let s = match (f, t) {
             (Intrinsic::Fma, DType::F32) if vals.len() == 3 => format!("fma({x}, {}, {})", vals[1].0, vals[2].0),
             (Intrinsic::Not, DType::Bool) => format!("(!{x})"),
-            (Intrinsic::Neg, DType::F32 | DType::I64) => format!("(-{x})"),
-            (Intrinsic::Abs, DType::F32 | DType::I64) => format!("abs({x})"),
+            (Intrinsic::Neg, DType::F32 | DType::F16 | DType::I64) => format!("(-{x})"),
+            (Intrinsic::Abs, DType::F32 | DType::F16 | DType::I64) => format!("abs({x})"),
             (Intrinsic::Sign, DType::F32 | DType::I64) => format!("sign({x})"),
             (Intrinsic::Exp, DType::F32) => format!("exp({x})"),
             (Intrinsic::Log, DType::F32) => format!("log({x})"),

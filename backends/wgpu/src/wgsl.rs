@@ -9,7 +9,8 @@
 //!
 //! Storage: parameters are storage buffers in declaration order (`@binding(i)`), then the
 //! temporaries that live across dispatches; a temporary only one entry point touches is a
-//! private array of each invocation (a register tile). Elements: f32 as `f32`, i64 as
+//! private array of each invocation (a register tile). Elements: f32 as `f32`, f16 as `f16`
+//! (the module then enables f16; the device needs shader-f16), i64 as
 //! `vec2<i32>` (the two little-endian words of the CPU's i64, so the bytes are the same;
 //! arithmetic is on the low word, 32 bits), bool as `u32` (0 or 1).
 
@@ -61,18 +62,19 @@ pub struct Shader {
 pub fn gpu_elem_bytes(dtype: DType) -> Option<usize> {
     match dtype {
         DType::F32 => Some(4),
+        DType::F16 => Some(2),
         DType::I64 => Some(8),
         DType::Bool => Some(4),
-        _ => None,
     }
 }
 
 pub(crate) fn storage_type(dtype: DType) -> Option<&'static str> {
     match dtype {
         DType::F32 => Some("f32"),
+        // Needs the device feature shader-f16 (`enable f16;`).
+        DType::F16 => Some("f16"),
         DType::I64 => Some("vec2<i32>"),
         DType::Bool => Some("u32"),
-        _ => None,
     }
 }
 
@@ -134,6 +136,9 @@ pub fn compile(f: &Func) -> Result<Shader, WgpuError> {
     }
 
     let mut out = String::new();
+    if uses_f16(f) {
+        out.push_str("enable f16;\n");
+    }
     let _ = writeln!(out, "// {}\n", f.name);
     out.push_str(crate::expr::HELPERS);
     let mut bound: Vec<(usize, BufId)> = binding_of.iter().map(|(&b, &i)| (i, b)).collect();
@@ -189,6 +194,15 @@ pub fn compile(f: &Func) -> Result<Shader, WgpuError> {
         }
     }
     Ok(Shader { source: out, dispatches, scratch, read_only, indices_proven: ir::loops::verify::indices_bounded(f) })
+}
+
+/// Whether the program has f16 buffers or values (which WGSL has with `enable f16`).
+fn uses_f16(f: &Func) -> bool {
+    let mut half = f.buffers.iter().any(|b| b.dtype == DType::F16);
+    for s in &f.body {
+        s.walk_exprs(&mut |e| half |= matches!(e, ir::loops::Expr::Cast { to: DType::F16, .. }));
+    }
+    half
 }
 
 pub(crate) fn buf_name(f: &Func, b: BufId) -> String {
