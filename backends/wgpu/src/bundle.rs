@@ -104,6 +104,29 @@ fn io(path: &Path, e: std::io::Error) -> WgpuError {
 }
 
 impl Bundle {
+    /// A bundle of one program, `shader` compiled from the function `name`: `buffers` hold
+    /// its parameters in order (its scratch buffers are added after them). What the tuner and
+    /// the tests run a single tensor program with.
+    pub fn single(name: &str, shader: &crate::Shader, mut buffers: Vec<BufferSpec>, inputs: Vec<IoSpec>, outputs: Vec<IoSpec>) -> Bundle {
+        let mut bindings: Vec<usize> = (0..buffers.len()).collect();
+        for s in &shader.scratch {
+            buffers.push(BufferSpec { bytes: s.bytes, init: None });
+            bindings.push(buffers.len() - 1);
+        }
+        let program = ProgramSpec {
+            name: name.to_string(),
+            shader: "shaders/k0.wgsl".into(),
+            bindings,
+            read_only: shader.read_only.clone(),
+            dispatches: shader.dispatches.clone(),
+            once: false,
+            flops: 0,
+            unchecked: shader.indices_proven,
+        };
+        let manifest = Manifest { format: FORMAT, buffers, programs: vec![program], inputs, outputs };
+        Bundle { manifest, shaders: vec![shader.source.clone()], weights: Vec::new() }
+    }
+
     /// Writes the bundle into `dir` (created when missing).
     pub fn write(&self, dir: &Path) -> Result<(), WgpuError> {
         std::fs::create_dir_all(dir.join("shaders")).map_err(|e| io(dir, e))?;

@@ -6,17 +6,11 @@ use interp::loops::run_func;
 use ir::loops::{parse_func, print_func, verify::verify, Func};
 use ir::{Tensor, TensorData};
 use passes::schedule::gpu_default_schedule;
-use wgpu_backend::bundle::{BufferSpec, IoSpec, Manifest, ProgramSpec, FORMAT};
+use wgpu_backend::bundle::{BufferSpec, IoSpec};
 use wgpu_backend::{Bundle, Executor, NO_ADAPTER};
 
 fn host_bytes(t: &Tensor) -> Vec<u8> {
-    match &t.data {
-        TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::Bool(v) => v.iter().map(|&b| b as u8).collect(),
-        #[allow(unreachable_patterns)]
-        _ => panic!("unsupported test tensor"),
-    }
+    t.data.to_le_bytes()
 }
 
 /// Runs `f` on the GPU: every parameter is an input of the bundle, the last one also its
@@ -30,24 +24,8 @@ fn run_gpu(f: &Func, args: &[Tensor]) -> Vec<u8> {
         buffers.push(BufferSpec { bytes: (t.numel() * elem) as u64, init: None });
         inputs.push(IoSpec { name: format!("p{i}"), dtype: t.dtype().name().into(), shape: t.shape.clone(), buffer: i, staged: None });
     }
-    let mut bindings: Vec<usize> = (0..args.len()).collect();
-    for s in &shader.scratch {
-        buffers.push(BufferSpec { bytes: s.bytes, init: None });
-        bindings.push(buffers.len() - 1);
-    }
     let last = inputs.last().cloned().unwrap();
-    let program = ProgramSpec {
-        name: f.name.clone(),
-        shader: "shaders/k0.wgsl".into(),
-        bindings,
-        read_only: shader.read_only.clone(),
-        dispatches: shader.dispatches.clone(),
-        once: false,
-        flops: 0,
-        unchecked: shader.indices_proven,
-    };
-    let manifest = Manifest { format: FORMAT, buffers, programs: vec![program], inputs, outputs: vec![last] };
-    let bundle = Bundle { manifest, shaders: vec![shader.source.clone()], weights: Vec::new() };
+    let bundle = Bundle::single(&f.name, &shader, buffers, inputs, vec![last]);
     let exec = Executor::new(&bundle).unwrap_or_else(|e| panic!("{e}\n{}", shader.source));
     let host: Vec<Vec<u8>> = args.iter().map(host_bytes).collect();
     let refs: Vec<&[u8]> = host.iter().map(|v| v.as_slice()).collect();
@@ -161,7 +139,11 @@ fn gpu_loop_kinds_print_parse_and_verify() {
 
 #[test]
 fn unsupported_programs_name_the_program() {
-    let text = "func \"halfway\" {\n  param %x: f16[4]\n  param %y: f16[4]\n  for i in 0..4 {\n    %y[i] = %x[i]\n  }\n}";
+    // f16 storage compiles (with `enable f16`); pow of halves does not.
+    let copy = "func \"halfway\" {\n  param %x: f16[4]\n  param %y: f16[4]\n  for i in 0..4 {\n    %y[i] = %x[i]\n  }\n}";
+    let shader = wgpu_backend::compile(&parse_func(copy).unwrap()).unwrap();
+    assert!(shader.source.starts_with("enable f16;") && shader.source.contains("array<f16>"), "{}", shader.source);
+    let text = "func \"halfway\" {\n  param %x: f16[4]\n  param %y: f16[4]\n  for i in 0..4 {\n    %y[i] = pow(%x[i], %x[i])\n  }\n}";
     let f = parse_func(text).unwrap();
     let e = wgpu_backend::compile(&f).unwrap_err().to_string();
     assert!(e.contains("halfway") && e.contains("f16"), "{e}");

@@ -6,9 +6,9 @@
 //! evaluator. Records go to the same file as the CPU's, with target [`WGPU_TARGET`].
 
 use ir::loops::Func;
-use ir::{Graph, Tensor, TensorData};
+use ir::{Graph, Tensor};
 use passes::schedule::{gpu_schedule_candidates, Trace};
-use wgpu_backend::bundle::{BufferSpec, IoSpec, Manifest, ProgramSpec, FORMAT};
+use wgpu_backend::bundle::{BufferSpec, IoSpec};
 use wgpu_backend::{Bundle, Executor};
 
 use crate::inputs::{arguments, rearrange, written_params};
@@ -43,13 +43,7 @@ impl runtime::ScheduleSource for GpuRecordSchedules {
 }
 
 fn host_bytes(t: &Tensor) -> Vec<u8> {
-    match &t.data {
-        TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::Bool(v) => v.iter().map(|&b| b as u8).collect(),
-        #[allow(unreachable_patterns)]
-        _ => Vec::new(),
-    }
+    t.data.to_le_bytes()
 }
 
 /// A scheduled program ready to run alone: every parameter an input (rearranged where the
@@ -76,24 +70,8 @@ impl Single {
             io.push(IoSpec { name: b.name.clone(), dtype: b.dtype.name().into(), shape: vec![t.numel()], buffer: i, staged: None });
             inputs.push(bytes);
         }
-        let mut bindings: Vec<usize> = (0..io.len()).collect();
-        for s in &shader.scratch {
-            buffers.push(BufferSpec { bytes: s.bytes, init: None });
-            bindings.push(buffers.len() - 1);
-        }
         let outputs = written_params(f).into_iter().map(|i| io[i].clone()).collect();
-        let program = ProgramSpec {
-            name: f.name.clone(),
-            shader: "shaders/k0.wgsl".into(),
-            bindings,
-            read_only: shader.read_only.clone(),
-            dispatches: shader.dispatches.clone(),
-            once: false,
-            flops: 0,
-            unchecked: shader.indices_proven,
-        };
-        let manifest = Manifest { format: FORMAT, buffers, programs: vec![program], inputs: io, outputs };
-        let exec = Executor::new(&Bundle { manifest, shaders: vec![shader.source], weights: Vec::new() }).map_err(|e| e.to_string())?;
+        let exec = Executor::new(&Bundle::single(&f.name, &shader, buffers, io, outputs)).map_err(|e| e.to_string())?;
         Ok(Single { exec, inputs })
     }
 
