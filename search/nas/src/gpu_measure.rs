@@ -6,13 +6,11 @@
 
 use std::time::Instant;
 
-use ir::{Graph, Tensor, TensorData};
 
 use crate::blocks::Block;
 use crate::build::{build_block, RandomWeights};
 use crate::error::{NasError, Result};
-use crate::measure::{BlockMeasurement, BlockMeasurer, MeasureOptions, Stats};
-use crate::rng::SplitMix64;
+use crate::measure::{random_inputs, BlockMeasurement, BlockMeasurer, MeasureOptions, Stats};
 
 /// Measures blocks on the GPU adapter of this machine.
 pub struct GpuMeasurer {
@@ -29,19 +27,6 @@ impl GpuMeasurer {
     }
 }
 
-fn inputs(graph: &Graph, seed: u64) -> Result<Vec<Tensor>> {
-    let mut rng = SplitMix64::new(seed ^ 0x1a7e_c0de);
-    graph
-        .inputs
-        .iter()
-        .map(|&v| {
-            let ty = graph.ty(v);
-            let data = (0..ty.numel()).map(|_| rng.next_f64() as f32).collect();
-            Tensor::new(ty.shape.clone(), TensorData::F32(data)).map_err(|e| NasError::Measure(format!("input: {e}")))
-        })
-        .collect()
-}
-
 impl BlockMeasurer for GpuMeasurer {
     fn measure(&mut self, block: &Block) -> Result<BlockMeasurement> {
         let err = |what: &str, e: String| NasError::Measure(format!("block {}: {what}: {e}", block.key()));
@@ -50,7 +35,7 @@ impl BlockMeasurer for GpuMeasurer {
         let start = Instant::now();
         let (model, report) = runtime::GpuModel::build(&graph, &runtime::DefaultSchedules).map_err(|e| err("building", e.to_string()))?;
         let compile_s = start.elapsed().as_secs_f64();
-        let inputs = inputs(&graph, self.options.seed)?;
+        let inputs = random_inputs(&graph, self.options.seed)?;
         for _ in 0..self.options.warmup {
             model.run(&inputs).map_err(|e| err("running", e.to_string()))?;
         }

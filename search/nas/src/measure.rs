@@ -137,7 +137,7 @@ pub fn compile_for_host_with(graph: &Graph, out: &Path, schedules: &dyn runtime:
 
 /// Seeded uniform random inputs of a graph (f32 inputs only: the space's networks and blocks
 /// take one image-like tensor).
-fn random_inputs(graph: &Graph, seed: u64) -> Result<Vec<Tensor>> {
+pub(crate) fn random_inputs(graph: &Graph, seed: u64) -> Result<Vec<Tensor>> {
     let mut rng = SplitMix64::new(seed ^ 0x1a7e_c0de);
     graph
         .inputs
