@@ -420,7 +420,7 @@ fn compile(
     let start = Instant::now();
     let g = load(model)?;
     if arch == "wgpu" {
-        return compile_wgpu(&g, model, output, start, records);
+        return compile_wgpu(&g, model, output, start, records, graph);
     }
     let target = parse_target(arch, cpu)?;
     let (optimize, dtype, f16_activations) = (graph.optimize, graph.dtype, graph.f16_activations);
@@ -458,8 +458,10 @@ fn gpu_schedules(records: Option<&Path>) -> CliResult<Box<dyn runtime::ScheduleS
 
 /// `compile --arch wgpu`: the bundle (WGSL shaders, weights, manifest) that
 /// `chanasc-wgpu-run` executes.
-fn compile_wgpu(g: &Graph, model: &Path, output: &Path, start: Instant, records: Option<&Path>) -> CliResult<()> {
-    let (bundle, r) = runtime::gpu::gpu_bundle(g, gpu_schedules(records)?.as_ref()).map_err(|e| e.to_string())?;
+/// With `--dtype f16` the bundle's shaders use f16 (`enable f16`): the device that runs it
+/// needs shader-f16.
+fn compile_wgpu(g: &Graph, model: &Path, output: &Path, start: Instant, records: Option<&Path>, graph: runtime::GraphOptions) -> CliResult<()> {
+    let (bundle, r) = runtime::gpu::gpu_bundle_with(g, gpu_schedules(records)?.as_ref(), graph).map_err(|e| e.to_string())?;
     if records.is_some() {
         println!("{} of {} tensor programs use tuned schedules", r.tuned_programs, r.programs);
     }

@@ -1,9 +1,9 @@
-//! The .npy files the runner reads and writes: version 1 or 2 headers, little-endian f4, i8
-//! and b1 (bool) arrays in C order.
+//! The .npy files the runner reads and writes: version 1 or 2 headers, little-endian f4, f2,
+//! i8 and b1 (bool) arrays in C order.
 
 use std::path::Path;
 
-/// A host array: element type (f32, i64 or bool), shape and little-endian bytes.
+/// A host array: element type (f32, f16, i64 or bool), shape and little-endian bytes.
 pub struct Array {
     pub dtype: String,
     pub shape: Vec<usize>,
@@ -15,6 +15,7 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 fn descr(dtype: &str) -> Option<&'static str> {
     match dtype {
         "f32" => Some("<f4"),
+        "f16" => Some("<f2"),
         "i64" => Some("<i8"),
         "bool" => Some("|b1"),
         _ => None,
@@ -43,6 +44,8 @@ pub fn read(path: &Path) -> Result<Array, String> {
     let d = field(header, "descr").ok_or_else(|| err("no descr"))?;
     let dtype = if d.starts_with("'<f4'") {
         "f32"
+    } else if d.starts_with("'<f2'") {
+        "f16"
     } else if d.starts_with("'<i8'") {
         "i64"
     } else if d.starts_with("'|b1'") {
@@ -63,6 +66,7 @@ pub fn read(path: &Path) -> Result<Array, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let elem = match dtype {
         "f32" => 4,
+        "f16" => 2,
         "i64" => 8,
         _ => 1,
     };
