@@ -5,11 +5,8 @@
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use train::data::Augment;
 use train::engine::Backend;
-use train::optim::Sgd;
 use train::supernet::{self, Subnet, SupernetConfig, SupernetProgress};
-use train::trainer::Config;
 
 use crate::train_cli::{first, load_dataset, RunArgs};
 use crate::CliResult;
@@ -54,22 +51,7 @@ fn train(args: SupernetTrainArgs) -> CliResult<()> {
     let space = supernet::space_by_name(&args.space, classes).map_err(|e| e.to_string())?;
     let steps_per_epoch = train_set.len() / args.run.batch.max(1);
     let cfg = SupernetConfig {
-        base: Config {
-            epochs: args.run.epochs,
-            batch: args.run.batch,
-            eval_batch: 500.min(test_set.len().max(1)),
-            sgd: Sgd { lr: args.run.lr, momentum: args.run.momentum, weight_decay: args.run.weight_decay, nesterov: true },
-            warmup_steps: (args.run.warmup_epochs.max(0.0) * steps_per_epoch as f32) as usize,
-            label_smoothing: args.run.label_smoothing,
-            augment: (args.run.crop_padding > 0 || !args.run.no_flip)
-                .then_some(Augment { crop_padding: args.run.crop_padding, flip: !args.run.no_flip }),
-            bn_momentum: 0.1,
-            seed: args.run.seed,
-            backend,
-            checkpoint: Some(args.run.output.clone()),
-            checkpoint_every: args.run.checkpoint_every,
-            stop_after_steps: args.run.stop_after_steps,
-        },
+        base: args.run.config(backend, steps_per_epoch, test_set.len(), true),
         random_subnets: args.random_subnets,
         calib_images: args.calib_images,
         dataset: args.run.dataset.clone(),
@@ -91,13 +73,7 @@ fn train(args: SupernetTrainArgs) -> CliResult<()> {
         2 + args.random_subnets,
         args.run.backend
     );
-    let bar =
-        indicatif::ProgressBar::with_draw_target(Some((steps_per_epoch * args.run.epochs) as u64), indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps {msg} (eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = args.run.progress_bar(steps_per_epoch);
     let start = Instant::now();
     let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
     let mut progress = |p: SupernetProgress| match p {
@@ -125,19 +101,9 @@ fn train(args: SupernetTrainArgs) -> CliResult<()> {
     let outcome = supernet::train_supernet(&space, &cfg, &train_set, &test_set, &mut progress).map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     let history: Vec<_> = outcome.state.history.iter().map(|e| e.stats.clone()).collect();
-    let plot = args.run.plot.clone().unwrap_or_else(|| args.run.output.with_extension("svg"));
-    if !history.is_empty() {
-        let title = format!("{} supernet (largest subnet) on {}", space.name, args.run.dataset);
-        std::fs::write(&plot, train::plot::training_curve(&history, &title)).map_err(|e| format!("{}: {e}", plot.display()))?;
-    }
+    let plot = args.run.write_curve(&history, &format!("{} supernet (largest subnet) on {}", space.name, args.run.dataset))?;
     if !outcome.finished {
-        println!(
-            "stopped after {} steps (epoch {}, step {}); run the same command again to resume from {}",
-            outcome.state.global_step,
-            outcome.state.epoch + 1,
-            outcome.state.step_in_epoch,
-            args.run.output.display()
-        );
+        args.run.say_stopped(outcome.state.global_step, outcome.state.epoch, outcome.state.step_in_epoch);
         return Ok(());
     }
     let last = outcome.state.history.last().ok_or("no epoch ran")?;

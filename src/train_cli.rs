@@ -83,6 +83,59 @@ pub(crate) struct RunArgs {
     pub(crate) output: PathBuf,
 }
 
+impl RunArgs {
+    /// The training set-up these options give: a run of `steps_per_epoch` steps an epoch,
+    /// evaluated on `test_images` images.
+    pub(crate) fn config(&self, backend: Backend, steps_per_epoch: usize, test_images: usize, nesterov: bool) -> Config {
+        Config {
+            epochs: self.epochs,
+            batch: self.batch,
+            eval_batch: 500.min(test_images.max(1)),
+            sgd: Sgd { lr: self.lr, momentum: self.momentum, weight_decay: self.weight_decay, nesterov },
+            warmup_steps: (self.warmup_epochs.max(0.0) * steps_per_epoch as f32) as usize,
+            label_smoothing: self.label_smoothing,
+            augment: (self.crop_padding > 0 || !self.no_flip).then_some(Augment { crop_padding: self.crop_padding, flip: !self.no_flip }),
+            bn_momentum: 0.1,
+            seed: self.seed,
+            backend,
+            checkpoint: Some(self.output.clone()),
+            checkpoint_every: self.checkpoint_every,
+            stop_after_steps: self.stop_after_steps,
+        }
+    }
+
+    /// The progress bar over every step of the run, on stderr.
+    pub(crate) fn progress_bar(&self, steps_per_epoch: usize) -> indicatif::ProgressBar {
+        let bar =
+            indicatif::ProgressBar::with_draw_target(Some((steps_per_epoch * self.epochs) as u64), indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps {msg} (eta {eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar
+    }
+
+    /// Writes the training curve of `history` (to --plot, or beside the checkpoint) when an
+    /// epoch ran, and returns its path.
+    pub(crate) fn write_curve(&self, history: &[trainer::EpochStats], title: &str) -> CliResult<PathBuf> {
+        let plot = self.plot.clone().unwrap_or_else(|| self.output.with_extension("svg"));
+        if !history.is_empty() {
+            std::fs::write(&plot, train::plot::training_curve(history, title)).map_err(|e| format!("{}: {e}", plot.display()))?;
+        }
+        Ok(plot)
+    }
+
+    /// Says where a run stopped by --stop-after-steps and how to resume it.
+    pub(crate) fn say_stopped(&self, global_step: usize, epoch: usize, step_in_epoch: usize) {
+        println!(
+            "stopped after {global_step} steps (epoch {}, step {step_in_epoch}); run the same command again to resume from {}",
+            epoch + 1,
+            self.output.display()
+        );
+    }
+}
+
 pub(crate) fn load_dataset(name: &str, dir: Option<&Path>) -> CliResult<(data::Dataset, data::Dataset)> {
     let need_dir = || dir.ok_or_else(|| format!("--dataset {name} needs --data-dir"));
     match name {
@@ -115,22 +168,7 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
         other => return Err(format!("unknown --network {other:?}; available: small-cnn")),
     };
     let steps_per_epoch = train_set.len() / args.run.batch.max(1);
-    let cfg = Config {
-        epochs: args.run.epochs,
-        batch: args.run.batch,
-        eval_batch: 500.min(test_set.len().max(1)),
-        sgd: Sgd { lr: args.run.lr, momentum: args.run.momentum, weight_decay: args.run.weight_decay, nesterov: !args.no_nesterov },
-        warmup_steps: (args.run.warmup_epochs.max(0.0) * steps_per_epoch as f32) as usize,
-        label_smoothing: args.run.label_smoothing,
-        augment: (args.run.crop_padding > 0 || !args.run.no_flip)
-            .then_some(Augment { crop_padding: args.run.crop_padding, flip: !args.run.no_flip }),
-        bn_momentum: 0.1,
-        seed: args.run.seed,
-        backend,
-        checkpoint: Some(args.run.output.clone()),
-        checkpoint_every: args.run.checkpoint_every,
-        stop_after_steps: args.run.stop_after_steps,
-    };
+    let cfg = args.run.config(backend, steps_per_epoch, test_set.len(), !args.no_nesterov);
     eprintln!(
         "training {} ({} parameters) on {} ({} train, {} test images of {}x{}x{}), {} epochs of {} steps, batch {}, {}",
         net.name,
@@ -146,13 +184,7 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
         args.run.batch,
         args.run.backend
     );
-    let bar =
-        indicatif::ProgressBar::with_draw_target(Some((steps_per_epoch * args.run.epochs) as u64), indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps {msg} (eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = args.run.progress_bar(steps_per_epoch);
     let start = Instant::now();
     // Without a terminal the bar is hidden: its lines go to stderr directly.
     let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
@@ -178,19 +210,9 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
     let outcome = trainer::train(&net, &cfg, &train_set, &test_set, &mut progress).map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     let history = &outcome.state.history;
-    let plot = args.run.plot.clone().unwrap_or_else(|| args.run.output.with_extension("svg"));
-    if !history.is_empty() {
-        let title = format!("{} on {}", net.name, args.run.dataset);
-        std::fs::write(&plot, train::plot::training_curve(history, &title)).map_err(|e| format!("{}: {e}", plot.display()))?;
-    }
+    let plot = args.run.write_curve(history, &format!("{} on {}", net.name, args.run.dataset))?;
     if !outcome.finished {
-        println!(
-            "stopped after {} steps (epoch {}, step {}); run the same command again to resume from {}",
-            outcome.state.global_step,
-            outcome.state.epoch + 1,
-            outcome.state.step_in_epoch,
-            args.run.output.display()
-        );
+        args.run.say_stopped(outcome.state.global_step, outcome.state.epoch, outcome.state.step_in_epoch);
         return Ok(());
     }
     let last = history.last().ok_or("no epoch ran")?;
