@@ -38,6 +38,15 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// The elements with floats in `to` (see [`Tensor::with_float_dtype`]).
+    pub fn with_float_dtype(self, to: DType) -> TensorData {
+        match (self, to) {
+            (TensorData::F32(v), DType::F16) => TensorData::F16(v.iter().map(|&x| f16::from_f32(x)).collect()),
+            (TensorData::F16(v), DType::F32) => TensorData::F32(v.iter().map(|&x| f32::from(x)).collect()),
+            (d, _) => d,
+        }
+    }
+
     /// The elements as little-endian bytes, as compiled models hold them (bool as one byte).
     pub fn to_le_bytes(&self) -> Vec<u8> {
         match self {
@@ -127,12 +136,7 @@ impl Tensor {
     /// nearest even): how f16 values cross into and out of f32 code. Other elements, and other
     /// targets, are left as they are.
     pub fn with_float_dtype(&self, to: DType) -> Tensor {
-        let data = match (&self.data, to) {
-            (TensorData::F32(v), DType::F16) => TensorData::F16(v.iter().map(|&x| f16::from_f32(x)).collect()),
-            (TensorData::F16(v), DType::F32) => TensorData::F32(v.iter().map(|&x| f32::from(x)).collect()),
-            (d, _) => d.clone(),
-        };
-        Tensor { shape: self.shape.clone(), data }
+        Tensor { shape: self.shape.clone(), data: self.data.clone().with_float_dtype(to) }
     }
 
     pub fn as_f32(&self) -> Option<&[f32]> {

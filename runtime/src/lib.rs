@@ -203,8 +203,8 @@ pub fn lower_and_schedule_defaults(
         // Programs are lowered and scheduled in f32; f16 tensors are then read and written
         // through casts (see passes::lower::half).
         let half: Vec<bool> = p.args.iter().map(|&v| graph.ty(v).dtype == ir::DType::F16).collect();
-        let func = passes::lower::half::store_params_in_f16(&func, &half);
-        let func = if target.has_f16_arithmetic() { passes::lower::half::narrow_arithmetic(&func) } else { func };
+        let func = passes::lower::half::store_params_in_f16(func, &half);
+        let func = if target.has_f16_arithmetic() { passes::lower::half::narrow_arithmetic(func) } else { func };
         let flops = program_flops(&graph, &p.nodes);
         let first = p.nodes.first().map(|&n| graph.node(n));
         let name = match first.and_then(|n| n.name.clone()) {

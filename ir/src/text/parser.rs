@@ -127,11 +127,8 @@ impl Parser<'_> {
                         _ => None,
                     })
                     .collect();
-                let v = v.map(TensorData::F32);
-                match ty.dtype {
-                    DType::F16 => v.map(|d| Tensor { shape: vec![], data: d }.with_float_dtype(DType::F16).data),
-                    _ => v,
-                }
+                // Every half is an f32 exactly (the printer's text), so this conversion is exact.
+                v.map(|v| TensorData::F32(v).with_float_dtype(ty.dtype))
             }
             DType::I64 => {
                 let v: Option<Vec<i64>> = items.iter().map(|t| if let Token::Int(i) = t { Some(*i) } else { None }).collect();
