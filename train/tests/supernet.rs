@@ -256,3 +256,89 @@ fn supernet_training_resumes_exactly() {
     assert!(last.stats.test_acc > 0.45 && last.smallest_test_acc > 0.45, "{last:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn deployed_subnet_computes_what_the_masked_supernet_computes() {
+    let space = small_space();
+    let (full, named) = params(&space, 3);
+    // Pixels in [0, 1]; the deployed graph normalizes them itself.
+    let mut rng = Rng::new(4);
+    let [c, h, w] = space.input;
+    let pixels = Tensor::f32(vec![4, c, h, w], (0..4 * c * h * w).map(|_| rng.uniform()).collect()).unwrap();
+    let norm = (vec![0.3f32], vec![0.4f32]);
+    let x = Tensor::f32(pixels.shape.clone(), pixels.as_f32().unwrap().iter().map(|p| (p - 0.3) / 0.4).collect()).unwrap();
+    let masked_stats = space.graph(None, Kind::Stats, 4, 0.0).unwrap();
+    let masked_eval = space.graph(None, Kind::Eval, 4, 0.0).unwrap();
+    for sub in subnets(&space) {
+        let masks = space.masks(&sub).unwrap();
+        let mut inputs = vec![x.clone()];
+        inputs.extend(full.iter().cloned());
+        inputs.extend(masks.iter().cloned());
+        let stats = interp::run(&masked_stats, &inputs).unwrap();
+        let running: Vec<(Vec<f32>, Vec<f32>)> = (0..space.layout(None).bn.len())
+            .map(|k| (stats[1 + 2 * k].as_f32().unwrap().to_vec(), stats[2 + 2 * k].as_f32().unwrap().to_vec()))
+            .collect();
+        let mut inputs = vec![x.clone()];
+        inputs.extend(full.iter().cloned());
+        for (m, v) in &running {
+            inputs.push(Tensor::f32(vec![m.len()], m.clone()).unwrap());
+            inputs.push(Tensor::f32(vec![v.len()], v.clone()).unwrap());
+        }
+        inputs.extend(masks);
+        let expected = interp::run(&masked_eval, &inputs).unwrap();
+
+        let cut = space.slice_params(&sub, &named).unwrap();
+        let cut_running = space.slice_running(&sub, &running).unwrap();
+        let deployed = space.deploy_graph(&sub, &cut, &cut_running, &norm, 4).unwrap();
+        assert_eq!(deployed.inputs.len(), 1, "only the image is an input");
+        let got = interp::run(&deployed, &[pixels.clone()]).unwrap();
+        close(&expected[0], &got[0], &format!("{} deployed logits", sub.compact()));
+    }
+    let sub = Subnet::smallest(&space);
+    let e = space.deploy_graph(&sub, &full, &[], &norm, 1).err().expect("wrong weights are an error").to_string();
+    assert!(e.contains("weights"), "{e}");
+}
+
+#[test]
+fn pieces_chain_into_every_subnet() {
+    let space = fmnist_mbv3(10);
+    assert_eq!(space.pieces().len(), 2 + 16 * 9);
+    for sub in [Subnet::smallest(&space), Subnet::largest(&space), Subnet::random(&space, &mut Rng::new(5))] {
+        let pieces = space.pieces_of(&sub);
+        assert_eq!(pieces.len(), 2 + sub.d.iter().sum::<usize>());
+        let mut shape = vec![1, 1, 28, 28];
+        for p in pieces {
+            let g = space.piece_graph(p, 0).unwrap();
+            ir::graph::verify::verify(&g).unwrap();
+            assert_eq!(g.inputs.len(), 1, "{}: weights are constants", p.key());
+            assert_eq!(g.ty(g.inputs[0]).shape, shape, "{} takes what the piece before it gives", p.key());
+            shape = g.ty(g.outputs[0]).shape.clone();
+        }
+        assert_eq!(shape, vec![1, 10]);
+        let arch = sub.to_arch(&space);
+        assert_eq!(Subnet::from_arch(&space, &arch).unwrap(), sub);
+    }
+}
+
+#[test]
+fn block_table_predicts_the_sum_of_a_subnets_pieces() {
+    let space = fmnist_mbv3(10);
+    let mut table = train::supernet::latency::BlockTable::new(&space, "test", 1);
+    for (i, p) in space.pieces().iter().enumerate() {
+        table.entries.insert(p.key(), i as f64);
+    }
+    let sub = Subnet::smallest(&space);
+    let want: f64 = space.pieces_of(&sub).iter().map(|p| space.pieces().iter().position(|q| q == p).unwrap() as f64).sum();
+    assert_eq!(table.predict(&space, &sub).unwrap(), want);
+    let dir = std::env::temp_dir().join(format!("chanasc-blocktable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.json");
+    table.save(&path).unwrap();
+    assert_eq!(train::supernet::latency::BlockTable::load(&path).unwrap(), table);
+    table.entries.remove("head");
+    assert_eq!(table.missing(&space).len(), 1);
+    assert!(table.predict(&space, &sub).unwrap_err().to_string().contains("no entry head"));
+    std::fs::write(&path, "{not json").unwrap();
+    assert!(train::supernet::latency::BlockTable::load(&path).unwrap_err().to_string().contains("not a block latency table"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

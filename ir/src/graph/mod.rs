@@ -194,6 +194,36 @@ impl Graph {
         h
     }
 
+    /// A copy in which the inputs named in `bound` are constants with the given data (a
+    /// network whose weights were graph inputs while it trained becomes a deployable one),
+    /// pruned of what the outputs no longer need. Each bound tensor must have its input's type.
+    pub fn bind_inputs(&self, bound: &BTreeMap<String, Tensor>) -> Result<Graph> {
+        let mut g = self.clone();
+        let mut kept = Vec::new();
+        for &v in &self.inputs {
+            let name = self.value(v).name.clone().unwrap_or_default();
+            let Some(t) = bound.get(&name) else {
+                kept.push(v);
+                continue;
+            };
+            if t.ty() != *self.ty(v) {
+                return Err(IrError::Invalid(format!("binding input {name}: a {} tensor for a {} input", t.ty(), self.ty(v))));
+            }
+            let w = WeightId(g.weights.len() as u32);
+            g.weights.push(Weight { data: Some(t.clone()) });
+            g.values[v.index()].def = ValueDef::Const(w);
+        }
+        if let Some(missing) = bound.keys().find(|n| self.input_named(n).is_none()) {
+            return Err(IrError::Invalid(format!("binding input {missing}: the graph has no input of that name")));
+        }
+        for (pos, &v) in kept.iter().enumerate() {
+            g.values[v.index()].def = ValueDef::Input(pos);
+        }
+        g.inputs = kept;
+        // pruned() keeps every input; constants nothing uses are dropped.
+        Ok(g.pruned())
+    }
+
     /// A copy holding only what the outputs depend on, renumbered densely in definition
     /// order. Graph inputs are all kept, even unused ones: they are the graph's interface.
     pub fn pruned(&self) -> Graph {

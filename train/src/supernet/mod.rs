@@ -39,6 +39,10 @@ use crate::optim::cosine_lr;
 use crate::rng::Rng;
 use crate::trainer::{Config, EpochStats};
 
+pub mod deploy;
+pub mod latency;
+pub use deploy::Piece;
+
 pub const MAX_KERNEL: usize = 7;
 pub const MAX_EXPAND: usize = 6;
 
@@ -215,12 +219,15 @@ pub struct Layout {
     pub masks: Vec<MaskSpec>,
 }
 
-struct Builder<'a> {
+pub(crate) struct Builder<'a> {
     g: Graph,
     params: BTreeMap<String, ValueId>,
     masks: BTreeMap<String, ValueId>,
     kind: Kind,
     running: &'a [(ValueId, ValueId)],
+    /// Each batch norm's position in the layout (its running statistics in `running`): a
+    /// piece of the network uses only some of them.
+    bn_index: BTreeMap<String, usize>,
     stats: Vec<(ValueId, ValueId)>,
 }
 
@@ -253,7 +260,7 @@ impl Builder<'_> {
                 Ok(bn.y)
             }
             Kind::Eval => {
-                let (m, v) = self.running[self.stats.len()];
+                let (m, v) = self.running[self.bn_index[&format!("{name}.bn")]];
                 self.stats.push((m, v));
                 layers::batch_norm_eval(&mut self.g, y, gamma, beta, m, v, BN_EPS)
             }
@@ -390,13 +397,28 @@ impl Space {
     /// The graph of the supernet (`sub` None: masks select the subnet) or of a directly built
     /// subnet, at batch `batch`.
     pub fn graph(&self, sub: Option<&Subnet>, kind: Kind, batch: usize, smoothing: f32) -> Result<Graph> {
+        let [c, h, w] = self.input;
+        self.build(sub, kind, [batch, c, h, w], smoothing, &|space: &Space, b: &mut Builder, x| space.forward(b, x, sub))
+    }
+
+    /// A graph whose inputs are `x` (shape `x_shape`), the labels (training), the parameters
+    /// of `sub`'s layout (the supernet's when None), the running statistics (inference) and
+    /// the masks (supernet), and whose logits (or whatever `body` returns) `body` computes.
+    pub(crate) fn build(
+        &self,
+        sub: Option<&Subnet>,
+        kind: Kind,
+        x_shape: [usize; 4],
+        smoothing: f32,
+        body: &dyn Fn(&Space, &mut Builder, ValueId) -> Result<ValueId>,
+    ) -> Result<Graph> {
         if let Some(s) = sub {
             s.check(self)?;
         }
         let layout = self.layout(sub);
-        let [c, h, w] = self.input;
+        let batch = x_shape[0];
         let mut g = Graph::new(format!("{}_{kind:?}", self.name).to_lowercase());
-        let x = g.add_input("x", TensorType::new(DType::F32, vec![batch, c, h, w]));
+        let x = g.add_input("x", TensorType::new(DType::F32, x_shape.to_vec()));
         let labels = (kind == Kind::Train).then(|| g.add_input("labels", TensorType::new(DType::I64, vec![batch])));
         let pv: Vec<ValueId> =
             layout.params.iter().map(|p| g.add_input(p.name.clone(), TensorType::new(DType::F32, p.shape.clone()))).collect();
@@ -419,8 +441,9 @@ impl Space {
             .map(|m| (m.name.clone(), g.add_input(m.name.clone(), TensorType::new(DType::F32, m.shape.clone()))))
             .collect();
         let params = layout.params.iter().map(|p| p.name.clone()).zip(pv.iter().copied()).collect();
-        let mut b = Builder { g, params, masks, kind, running: &running, stats: Vec::new() };
-        let logits = self.forward(&mut b, x, sub)?;
+        let bn_index = layout.bn.iter().enumerate().map(|(i, (name, _))| (name.clone(), i)).collect();
+        let mut b = Builder { g, params, masks, kind, running: &running, bn_index, stats: Vec::new() };
+        let logits = body(self, &mut b, x)?;
         let mut g = b.g;
         match kind {
             Kind::Train => {
@@ -444,68 +467,81 @@ impl Space {
     }
 
     fn forward(&self, b: &mut Builder, x: ValueId, sub: Option<&Subnet>) -> Result<ValueId> {
-        let masked = sub.is_none();
+        let mut h = self.forward_stem(b, x)?;
+        for blk in self.blocks() {
+            if sub.is_some_and(|s| !s.active(&blk)) {
+                continue;
+            }
+            h = self.forward_block(b, h, &blk, sub.is_none())?;
+        }
+        self.forward_head(b, h)
+    }
+
+    /// The stem and the fixed first block.
+    pub(crate) fn forward_stem(&self, b: &mut Builder, x: ValueId) -> Result<ValueId> {
         let w = b.p("stem.weight");
         let h = b.conv_bn(x, w, "stem", self.stem_stride, false)?;
-        let mut h = b.act(h, true)?;
+        let h = b.act(h, true)?;
         let w = b.p("first.dw.weight");
         let y = b.conv_bn(h, w, "first.dw", 1, true)?;
         let y = b.act(y, false)?;
         let w = b.p("first.pw.weight");
         let y = b.conv_bn(y, w, "first.pw", 1, false)?;
         if self.stem == self.first_block {
-            h = b.g.add_node(Op::Binary(BinaryOp::Add), vec![h, y], None)?;
+            Ok(b.g.add_node(Op::Binary(BinaryOp::Add), vec![h, y], None)?)
         } else {
-            h = y;
+            Ok(y)
         }
-        for blk in self.blocks() {
-            if sub.is_some_and(|s| !s.active(&blk)) {
-                continue;
-            }
-            let p = blk.prefix();
-            let m = |b: &Builder, n: &str| b.masks.get(&format!("{p}.{n}")).copied();
-            let w = b.p(&format!("{p}.expand.weight"));
-            let y = b.conv_bn(h, w, &format!("{p}.expand"), 1, false)?;
-            let mut y = b.act(y, blk.hs)?;
-            if masked {
-                y = b.mul(y, m(b, "cmask").expect("mask"))?;
-            }
-            let mut w = b.p(&format!("{p}.dw.weight"));
-            if masked {
-                w = b.mul(w, m(b, "kmask").expect("mask"))?;
-            }
-            let y = b.conv_bn(y, w, &format!("{p}.dw"), blk.stride, true)?;
-            let mut y = b.act(y, blk.hs)?;
-            if masked {
-                y = b.mul(y, m(b, "cmask").expect("mask"))?;
-            }
-            if blk.se {
-                let s = b.g.ty(y).shape.clone();
-                let pooled = layers::global_avg_pool(&mut b.g, y)?;
-                let pooled = b.g.add_node(Op::Reshape { shape: vec![s[0], s[1], 1, 1] }, vec![pooled], None)?;
-                let conv = Op::Conv2d { strides: [1, 1], pads: [0; 4], dilations: [1, 1], groups: 1 };
-                let (wr, br) = (b.p(&format!("{p}.se.reduce.weight")), b.p(&format!("{p}.se.reduce.bias")));
-                let r = b.g.add_node(conv.clone(), vec![pooled, wr, br], None)?;
-                let mut r = layers::relu(&mut b.g, r)?;
-                if masked {
-                    r = b.mul(r, m(b, "hmask").expect("mask"))?;
-                }
-                let (we, be) = (b.p(&format!("{p}.se.expand.weight")), b.p(&format!("{p}.se.expand.bias")));
-                let e = b.g.add_node(conv, vec![r, we, be], None)?;
-                let gate = layers::hard_sigmoid(&mut b.g, e)?;
-                y = b.mul(y, gate)?;
-            }
-            let w = b.p(&format!("{p}.project.weight"));
-            let mut y = b.conv_bn(y, w, &format!("{p}.project"), 1, false)?;
-            if blk.residual() {
-                if let Some(gate) = m(b, "gate") {
-                    y = b.mul(y, gate)?;
-                }
-                h = b.g.add_node(Op::Binary(BinaryOp::Add), vec![h, y], None)?;
-            } else {
-                h = y;
-            }
+    }
+
+    /// One elastic MBConv block (`masked`: the supernet's, with its masks applied).
+    pub(crate) fn forward_block(&self, b: &mut Builder, h: ValueId, blk: &BlockDef, masked: bool) -> Result<ValueId> {
+        let p = blk.prefix();
+        let m = |b: &Builder, n: &str| b.masks.get(&format!("{p}.{n}")).copied();
+        let w = b.p(&format!("{p}.expand.weight"));
+        let y = b.conv_bn(h, w, &format!("{p}.expand"), 1, false)?;
+        let mut y = b.act(y, blk.hs)?;
+        if masked {
+            y = b.mul(y, m(b, "cmask").expect("mask"))?;
         }
+        let mut w = b.p(&format!("{p}.dw.weight"));
+        if masked {
+            w = b.mul(w, m(b, "kmask").expect("mask"))?;
+        }
+        let y = b.conv_bn(y, w, &format!("{p}.dw"), blk.stride, true)?;
+        let mut y = b.act(y, blk.hs)?;
+        if masked {
+            y = b.mul(y, m(b, "cmask").expect("mask"))?;
+        }
+        if blk.se {
+            let s = b.g.ty(y).shape.clone();
+            let pooled = layers::global_avg_pool(&mut b.g, y)?;
+            let pooled = b.g.add_node(Op::Reshape { shape: vec![s[0], s[1], 1, 1] }, vec![pooled], None)?;
+            let conv = Op::Conv2d { strides: [1, 1], pads: [0; 4], dilations: [1, 1], groups: 1 };
+            let (wr, br) = (b.p(&format!("{p}.se.reduce.weight")), b.p(&format!("{p}.se.reduce.bias")));
+            let r = b.g.add_node(conv.clone(), vec![pooled, wr, br], None)?;
+            let mut r = layers::relu(&mut b.g, r)?;
+            if masked {
+                r = b.mul(r, m(b, "hmask").expect("mask"))?;
+            }
+            let (we, be) = (b.p(&format!("{p}.se.expand.weight")), b.p(&format!("{p}.se.expand.bias")));
+            let e = b.g.add_node(conv, vec![r, we, be], None)?;
+            let gate = layers::hard_sigmoid(&mut b.g, e)?;
+            y = b.mul(y, gate)?;
+        }
+        let w = b.p(&format!("{p}.project.weight"));
+        let mut y = b.conv_bn(y, w, &format!("{p}.project"), 1, false)?;
+        if !blk.residual() {
+            return Ok(y);
+        }
+        if let Some(gate) = m(b, "gate") {
+            y = b.mul(y, gate)?;
+        }
+        Ok(b.g.add_node(Op::Binary(BinaryOp::Add), vec![h, y], None)?)
+    }
+
+    /// The final expansion, global pooling and the classifier: the logits.
+    pub(crate) fn forward_head(&self, b: &mut Builder, h: ValueId) -> Result<ValueId> {
         let w = b.p("final.weight");
         let y = b.conv_bn(h, w, "final", 1, false)?;
         let y = b.act(y, true)?;
@@ -949,6 +985,9 @@ pub struct SupernetOracle {
     calib: Dataset,
     train_subset: Dataset,
     val: Dataset,
+    /// Accuracies measured so far, by subnet: arch dicts that differ only outside the space
+    /// (a fifth stage, the resolution) are the same subnet.
+    measured: std::collections::HashMap<String, (f64, f64)>,
 }
 
 /// Training images the oracle's train accuracy is measured on.
@@ -976,7 +1015,7 @@ impl SupernetOracle {
         let calib = calibration_set(&train, calib_n);
         let train_subset = train.subset(&(0..ORACLE_TRAIN_IMAGES.min(train.len())).collect::<Vec<_>>());
         let evaluator = Evaluator::new(&space, 500, backend, norm)?;
-        Ok(SupernetOracle { evaluator, params, calib, train_subset, val })
+        Ok(SupernetOracle { evaluator, params, calib, train_subset, val, measured: Default::default() })
     }
 
     /// Validation and training accuracy of `sub`.
@@ -984,13 +1023,46 @@ impl SupernetOracle {
         let a = self.evaluator.accuracy(&self.params, sub, &self.calib, &[&self.val, &self.train_subset])?;
         Ok((a[0], a[1]))
     }
+
+    pub fn space(&self) -> &Space {
+        &self.evaluator.space
+    }
+
+    /// Each input channel's mean and standard deviation the supernet was trained with.
+    pub fn normalization(&self) -> &(Vec<f32>, Vec<f32>) {
+        &self.evaluator.norm
+    }
+
+    /// The validation images (the dataset's test split).
+    pub fn validation_set(&self) -> &Dataset {
+        &self.val
+    }
+
+    /// The deployable network of `sub` at batch `batch` ([`Space::deploy_graph`]): the
+    /// supernet's weights cut to the subnet and the batch-norm statistics recalibrated as
+    /// [`SupernetOracle::measure`] recalibrates them, so it computes what the oracle measured.
+    pub fn deployable(&self, sub: &Subnet, batch: usize) -> Result<Graph> {
+        let ev = &self.evaluator;
+        let running = ev.recalibrate(&self.params, sub, &self.calib)?;
+        let named = ev.space.layout(None).params.iter().map(|p| p.name.clone()).zip(self.params.iter().cloned()).collect();
+        let cut = ev.space.slice_params(sub, &named)?;
+        let running = ev.space.slice_running(sub, &running)?;
+        ev.space.deploy_graph(sub, &cut, &running, &ev.norm, batch)
+    }
 }
 
 impl nas::AccuracyOracle for SupernetOracle {
     fn evaluate(&mut self, arch: &ArchConfig) -> nas::error::Result<nas::Accuracy> {
         let err = |e: TrainError| nas::error::NasError::Oracle(format!("supernet: {e}"));
         let sub = Subnet::from_arch(&self.evaluator.space, arch).map_err(err)?;
-        let (val, train) = self.measure(&sub).map_err(err)?;
+        let (val, train) = match self.measured.get(&sub.compact()) {
+            Some(&known) => known,
+            None => {
+                let a = self.measure(&sub).map_err(err)?;
+                self.measured.insert(sub.compact(), a);
+                a
+            }
+        };
         Ok(nas::Accuracy { val, train: Some(train) })
     }
 }
