@@ -55,6 +55,29 @@ fn compile_x86_64_runner_matches_the_interpreter() {
     ok(&Command::new(out.join("model")).args(["--input", &format!("input={}", x.display()), "-o", y.to_str().unwrap()]).output().unwrap());
     let got = frontend::npy::read_npy(&y).unwrap();
     support::compare(&got, &want, 1e-4).unwrap();
+    // Three inputs stacked along the first axis: one run each, the outputs stacked the same way.
+    let g = frontend::load_onnx(&model).unwrap();
+    let x1 = Tensor::f32(vec![1, 3, 32, 32], (0..3 * 32 * 32).map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0).collect()).unwrap();
+    let x0 = frontend::npy::read_npy(&x).unwrap();
+    let mut data = x0.as_f32().unwrap().to_vec();
+    data.extend_from_slice(x1.as_f32().unwrap());
+    data.extend_from_slice(x0.as_f32().unwrap());
+    let xs = dir.join("xs.npy");
+    frontend::npy::write_npy(&xs, &Tensor::f32(vec![3, 3, 32, 32], data).unwrap()).unwrap();
+    let ys = dir.join("ys.npy");
+    ok(&Command::new(out.join("model")).args(["--input", xs.to_str().unwrap(), "-o", ys.to_str().unwrap()]).output().unwrap());
+    let stacked = frontend::npy::read_npy(&ys).unwrap();
+    let want1 = interp::run(&g, &[x1]).unwrap().remove(0);
+    assert_eq!(stacked.shape[0], 3 * want.shape[0]);
+    let n = want.numel();
+    for (k, w) in [&want, &want1, &want].into_iter().enumerate() {
+        let slice = Tensor::f32(w.shape.clone(), stacked.as_f32().unwrap()[k * n..(k + 1) * n].to_vec()).unwrap();
+        support::compare(&slice, w, 1e-4).unwrap();
+    }
+    let bad = dir.join("bad.npy");
+    frontend::npy::write_npy(&bad, &Tensor::f32(vec![2, 3, 32, 31], vec![0.0; 2 * 3 * 32 * 31]).unwrap()).unwrap();
+    let o = Command::new(out.join("model")).args(["--input", bad.to_str().unwrap()]).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("shape differs"), "{o:?}");
     let bench = ok(&Command::new(out.join("model")).args(["--bench", "5", "--threads", "2"]).output().unwrap());
     assert!(bench.lines().any(|l| l.starts_with("median ")), "{bench}");
     let manifest: String = std::fs::read_to_string(out.join("model.json")).unwrap();

@@ -3,6 +3,10 @@
  *
  *   model [--input NAME=FILE.npy | --input FILE.npy]... [-o OUT.npy] [--bench N]
  *         [--warmup N] [--threads N] [--profile]
+ *
+ * An input file may hold several of the model's inputs stacked along the first axis (a
+ * dataset for a batch-1 classifier): the model then runs once per slice and each output holds
+ * the slices' results stacked the same way.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +42,9 @@ static size_t numel(int rank, const int64_t *shape) {
     return n;
 }
 
-/* Reads an .npy file into `dst`, checking that its dtype and shape are the input's. */
-static void read_npy(const char *path, int input, void *dst) {
+/* Reads an .npy file holding the input, or `*slices` of them stacked along the first axis
+ * (every other dimension and the dtype as the model's input); returns the data. */
+static void *read_npy(const char *path, int input, size_t *slices) {
     FILE *f = fopen(path, "rb");
     if (!f) die("cannot open %s", path);
     unsigned char pre[12];
@@ -61,28 +66,39 @@ static void read_npy(const char *path, int input, void *dst) {
     s += 10;
     int rank = model_input_rank(input);
     const int64_t *shape = model_input_shape(input);
+    *slices = 1;
     for (int i = 0; i < rank; i++) {
         char *end;
         long long d = strtoll(s, &end, 10);
-        if (end == s || d != shape[i]) die("%s: shape differs from the model input's", path);
+        if (end == s) die("%s: rank differs from the model input's", path);
+        if (i == 0 && shape[0] > 0 && d > shape[0] && d % shape[0] == 0) {
+            *slices = (size_t)(d / shape[0]);
+        } else if (d != shape[i]) {
+            die("%s: shape differs from the model input's", path);
+        }
         s = end;
         while (*s == ',' || *s == ' ') s++;
     }
     if (*s != ')') die("%s: rank differs from the model input's", path);
-    size_t bytes = numel(rank, shape) * dtype_size(dtype);
-    if (fread(dst, 1, bytes, f) != bytes) die("%s: data is truncated", path);
+    size_t bytes = *slices * numel(rank, shape) * dtype_size(dtype);
+    void *data = malloc(bytes ? bytes : 1);
+    if (!data) die("%s: out of memory", path);
+    if (fread(data, 1, bytes, f) != bytes) die("%s: data is truncated", path);
     free(h);
     fclose(f);
+    return data;
 }
 
-/* Writes an .npy file atomically (to a temporary name, then renamed). */
-static void write_npy(const char *path, int output, const void *src) {
+/* Writes an .npy file atomically (to a temporary name, then renamed): `slices` of the output
+ * stacked along the first axis. */
+static void write_npy(const char *path, int output, const void *src, size_t slices) {
     int rank = model_output_rank(output);
     const int64_t *shape = model_output_shape(output);
     char header[512], dims[256] = "";
     for (int i = 0; i < rank; i++) {
         char d[32];
-        snprintf(d, sizeof d, rank == 1 ? "%lld," : (i + 1 < rank ? "%lld, " : "%lld"), (long long)shape[i]);
+        long long extent = (long long)shape[i] * (i == 0 ? (long long)slices : 1);
+        snprintf(d, sizeof d, rank == 1 ? "%lld," : (i + 1 < rank ? "%lld, " : "%lld"), extent);
         strcat(dims, d);
     }
     int n = snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
@@ -100,7 +116,7 @@ static void write_npy(const char *path, int output, const void *src) {
     fwrite(header, 1, (size_t)n, f);
     for (int i = 0; i < pad; i++) fputc(' ', f);
     fputc('\n', f);
-    size_t bytes = numel(rank, shape) * dtype_size(model_output_dtype(output));
+    size_t bytes = slices * numel(rank, shape) * dtype_size(model_output_dtype(output));
     if (fwrite(src, 1, bytes, f) != bytes || fclose(f) != 0) die("cannot write %s", path);
     if (rename(tmp, path) != 0) die("cannot rename into %s", path);
 }
@@ -142,20 +158,37 @@ int main(int argc, char **argv) {
             die("unknown argument %s (usage: model [--input NAME=FILE.npy]... [-o OUT.npy] [--bench N] [--warmup N] [--threads N] [--profile])", argv[a]);
         }
     }
-    void **inputs = (void **)calloc((size_t)ni, sizeof(void *));
+    /* Each input's data (all its slices); inputs without a file are zeros. A file with one
+     * slice gives every run the same input. */
+    void **data = (void **)calloc((size_t)ni, sizeof(void *));
+    size_t slices = 1, *input_slices = (size_t *)calloc((size_t)ni, sizeof(size_t));
+    size_t *input_bytes = (size_t *)calloc((size_t)ni, sizeof(size_t));
     for (int i = 0; i < ni; i++) {
-        size_t bytes = numel(model_input_rank(i), model_input_shape(i)) * dtype_size(model_input_dtype(i));
-        inputs[i] = calloc(bytes ? bytes : 1, 1);
-        if (files[i]) read_npy(files[i], i, inputs[i]);
+        input_bytes[i] = numel(model_input_rank(i), model_input_shape(i)) * dtype_size(model_input_dtype(i));
+        if (!files[i]) continue;
+        data[i] = read_npy(files[i], i, &input_slices[i]);
+        if (input_slices[i] > 1 && slices > 1 && input_slices[i] != slices)
+            die("%s: holds another number of stacked inputs than the other files", files[i]);
+        if (input_slices[i] > 1) slices = input_slices[i];
     }
+    void **inputs = (void **)calloc((size_t)ni, sizeof(void *));
+    for (int i = 0; i < ni; i++) inputs[i] = calloc(input_bytes[i] ? input_bytes[i] : 1, 1);
     void **outputs = (void **)calloc((size_t)no, sizeof(void *));
+    void **stacked = (void **)calloc((size_t)no, sizeof(void *));
+    size_t *output_bytes = (size_t *)calloc((size_t)no, sizeof(size_t));
     for (int i = 0; i < no; i++) {
-        size_t bytes = numel(model_output_rank(i), model_output_shape(i)) * dtype_size(model_output_dtype(i));
-        outputs[i] = calloc(bytes ? bytes : 1, 1);
+        output_bytes[i] = numel(model_output_rank(i), model_output_shape(i)) * dtype_size(model_output_dtype(i));
+        outputs[i] = calloc(output_bytes[i] ? output_bytes[i] : 1, 1);
+        stacked[i] = calloc(slices * output_bytes[i] ? slices * output_bytes[i] : 1, 1);
     }
     model_model *m = model_create(threads);
     if (!m) die("%s", "cannot create the model (out of memory?)");
-    model_run(m, (const void *const *)inputs, (void *const *)outputs);
+    for (size_t k = 0; k < slices; k++) {
+        for (int i = 0; i < ni; i++)
+            if (data[i]) memcpy(inputs[i], (char *)data[i] + (input_slices[i] > 1 ? k : 0) * input_bytes[i], input_bytes[i]);
+        model_run(m, (const void *const *)inputs, (void *const *)outputs);
+        for (int i = 0; i < no; i++) memcpy((char *)stacked[i] + k * output_bytes[i], outputs[i], output_bytes[i]);
+    }
     if (out_path) {
         for (int i = 0; i < no; i++) {
             char path[4096];
@@ -166,7 +199,7 @@ int main(int argc, char **argv) {
                 int stem = dot ? (int)(dot - out_path) : (int)strlen(out_path);
                 snprintf(path, sizeof path, "%.*s_%s.npy", stem, out_path, model_output_name(i));
             }
-            write_npy(path, i, outputs[i]);
+            write_npy(path, i, stacked[i], slices);
             printf("%s: written to %s\n", model_output_name(i), path);
         }
     }
