@@ -230,7 +230,7 @@ impl<'ctx> Gen<'_, '_, 'ctx> {
         let v = l.var.index();
         match l.kind {
             // A GPU schedule's loops mean nothing on the CPU: refuse rather than run serially.
-            LoopKind::GpuBlock | LoopKind::GpuThread => Err(GenError::Unsupported(format!(
+            LoopKind::GpuBlock | LoopKind::GpuThread | LoopKind::GpuCooperative => Err(GenError::Unsupported(format!(
                 "loop {} is bound to the GPU ({}); schedule the program for the CPU",
                 self.f.vars[v],
                 l.kind.name()

@@ -5,12 +5,13 @@
 //! loop IR, except where both operands are known non-negative and WGSL's truncating ones
 //! give the same.
 
+use std::collections::HashSet;
 use std::fmt::Write;
 
-use ir::loops::{BinOp, Expr, Func, Intrinsic, Stmt, VarId};
+use ir::loops::{BinOp, BufId, Expr, Func, Intrinsic, Loop, LoopKind, Stmt, VarId};
 use ir::DType;
 
-use crate::wgsl::buf_name;
+use crate::wgsl::{buf_name, storage_type};
 
 /// Functions every shader may call. Infinity and NaN come from private variables: WGSL
 /// refuses constant expressions that evaluate to them.
@@ -43,13 +44,29 @@ fn erf_(x: f32) -> f32 {
 
 pub(crate) struct Emitter<'a> {
     f: &'a Func,
+    /// Buffers declared as arrays of vec4 (see `vec4`).
+    wide: &'a HashSet<BufId>,
+    /// Inside a GPU nest: the invocation's index and the workgroup size, with which
+    /// cooperative loops share their iterations.
+    invocation: Option<(String, i64)>,
+    /// Inside a vec4 loop: the local vec4 holding each wide access, and the lane emitted.
+    lanes: Vec<((BufId, Vec<Expr>), String)>,
+    lane: usize,
+    /// Numbers the locals of vec4 loops.
+    locals: usize,
 }
 
 type R<T> = Result<T, String>;
 
 impl<'a> Emitter<'a> {
-    pub fn new(f: &'a Func) -> Emitter<'a> {
-        Emitter { f }
+    pub fn new(f: &'a Func, wide: &'a HashSet<BufId>) -> Emitter<'a> {
+        Emitter { f, wide, invocation: None, lanes: Vec::new(), lane: 0, locals: 0 }
+    }
+
+    /// Cooperative loops below share their iterations among `size` invocations, this one
+    /// being number `index` (a WGSL i32).
+    pub fn in_workgroup(&mut self, index: String, size: i64) {
+        self.invocation = Some((index, size));
     }
 
     pub fn var(&self, v: VarId) -> String {
@@ -66,6 +83,8 @@ impl<'a> Emitter<'a> {
     fn stmt(&mut self, s: &Stmt, depth: usize, out: &mut String) -> R<()> {
         let pad = "  ".repeat(depth);
         match s {
+            Stmt::For(l) if l.kind == LoopKind::GpuCooperative => self.cooperative(l, depth, out)?,
+            Stmt::For(l) if l.kind == LoopKind::Vectorized && self.wide_loop(l, depth, out)? => {}
             Stmt::For(l) => {
                 let name = &self.f.vars[l.var.index()];
                 if l.kind.is_gpu() {
@@ -94,7 +113,7 @@ impl<'a> Emitter<'a> {
             }
             Stmt::Store { buf, index, value } => {
                 let b = self.f.buffer(*buf);
-                let at = format!("{}[{}]", buf_name(self.f, *buf), self.linear(&b.shape, index)?);
+                let at = self.element(*buf, index)?;
                 let (v, t) = self.expr(value)?;
                 if t != b.dtype {
                     return Err(format!("store of {t} into %{} of {}", b.name, b.dtype));
@@ -107,6 +126,92 @@ impl<'a> Emitter<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The WGSL reference to element `index` of `b`: the lane's component of a vec4 local in
+    /// a vec4 loop, a component of a vec4 of a wide buffer, or the element itself.
+    fn element(&self, b: BufId, index: &[Expr]) -> R<String> {
+        if let Some((_, local)) = self.lanes.iter().find(|((w, i), _)| *w == b && i.as_slice() == index) {
+            return Ok(format!("{local}[{}]", self.lane));
+        }
+        let offset = self.linear(&self.f.buffer(b).shape, index)?;
+        Ok(if self.wide.contains(&b) {
+            format!("{}[({offset}) / 4i][({offset}) % 4i]", buf_name(self.f, b))
+        } else {
+            format!("{}[{offset}]", buf_name(self.f, b))
+        })
+    }
+
+    /// A cooperative loop nest (its perfectly nested serial loops fused): iteration `c` runs
+    /// in invocation `c % size`, between barriers, so that no invocation reads the tile
+    /// before it is complete or overwrites it while another still reads the previous one.
+    fn cooperative(&mut self, l: &Loop, depth: usize, out: &mut String) -> R<()> {
+        let pad = "  ".repeat(depth);
+        let name = &self.f.vars[l.var.index()];
+        let Some((index, size)) = self.invocation.clone() else {
+            return Err(format!("cooperative loop {name} is not inside an invocation loop"));
+        };
+        let mut nest = vec![l];
+        while let [Stmt::For(n)] = nest[nest.len() - 1].body.as_slice() {
+            if !matches!(n.kind, LoopKind::Serial | LoopKind::Unrolled) {
+                break;
+            }
+            nest.push(n);
+        }
+        let total: i64 = nest.iter().map(|n| n.extent).product();
+        let c = format!("c{}", l.var.0);
+        let _ = writeln!(out, "{pad}workgroupBarrier();");
+        let _ = writeln!(out, "{pad}for (var {c}: i32 = {index}; {c} < {total}i; {c} += {size}i) {{ // {name}, cooperative");
+        let mut stride = total;
+        for (k, n) in nest.iter().enumerate() {
+            stride /= n.extent;
+            let q = if stride == 1 { c.clone() } else { format!("({c} / {stride}i)") };
+            let v = if k == 0 { q } else { format!("{q} % {}i", n.extent) };
+            let _ = writeln!(out, "{pad}  let {}: i32 = {v};", self.var(n.var));
+        }
+        self.stmts(&nest[nest.len() - 1].body, depth + 1, out)?;
+        let _ = writeln!(out, "{pad}}}");
+        let _ = writeln!(out, "{pad}workgroupBarrier();");
+        Ok(())
+    }
+
+    /// A vectorized loop of 4 lanes with a vec4 plan: its wide loads into vec4 locals, the
+    /// lanes one after another on the locals' components, the wide stores from vec4 locals.
+    /// False (nothing emitted) when the loop has no plan.
+    fn wide_loop(&mut self, l: &Loop, depth: usize, out: &mut String) -> R<bool> {
+        let Some(plan) = crate::vec4::plan(self.f, l) else { return Ok(false) };
+        let pad = "  ".repeat(depth);
+        let first = |index: &[Expr]| index.iter().map(|e| e.clone().substitute(l.var, &Expr::Int(0))).collect::<Vec<_>>();
+        let _ = writeln!(out, "{pad}{{ // {}: 4 lanes, vec4", self.f.vars[l.var.index()]);
+        let mut lanes = Vec::new();
+        let mut wide_stores = Vec::new();
+        for (is_store, (b, index)) in plan.loads.iter().map(|a| (false, a)).chain(plan.stores.iter().map(|a| (true, a))) {
+            let buf = self.f.buffer(*b);
+            let ty = storage_type(buf.dtype).unwrap_or("f32");
+            let at = format!("{}[({}) / 4i]", buf_name(self.f, *b), self.linear(&buf.shape, &first(index))?);
+            let local = format!("w{}", self.locals);
+            self.locals += 1;
+            if is_store {
+                let _ = writeln!(out, "{pad}  var {local}: vec4<{ty}>;");
+                wide_stores.push(format!("{at} = {local};"));
+            } else {
+                let _ = writeln!(out, "{pad}  let {local} = {at};");
+            }
+            lanes.push(((*b, index.clone()), local));
+        }
+        let outer = std::mem::replace(&mut self.lanes, lanes);
+        for lane in 0..4 {
+            self.lane = lane;
+            let _ = writeln!(out, "{pad}  {{ let {}: i32 = {lane}i;", self.var(l.var));
+            self.stmts(&l.body, depth + 2, out)?;
+            let _ = writeln!(out, "{pad}  }}");
+        }
+        self.lanes = outer;
+        for s in wide_stores {
+            let _ = writeln!(out, "{pad}  {s}");
+        }
+        let _ = writeln!(out, "{pad}}}");
+        Ok(true)
     }
 
     /// The row-major element offset of `index` in a buffer of `shape`.
@@ -138,7 +243,7 @@ impl<'a> Emitter<'a> {
             Expr::Var(v) => (self.var(*v), DType::I64),
             Expr::Load { buf, index } => {
                 let b = self.f.buffers.get(buf.index()).ok_or("a load from a missing buffer")?;
-                let at = format!("{}[{}]", buf_name(self.f, *buf), self.linear(&b.shape, index)?);
+                let at = self.element(*buf, index)?;
                 match b.dtype {
                     DType::F32 | DType::F16 => (at, b.dtype),
                     DType::I64 => (format!("{at}.x"), DType::I64),

@@ -6,6 +6,7 @@
 pub mod bundle;
 pub mod exec;
 mod expr;
+mod vec4;
 pub mod wgsl;
 
 pub use bundle::{Bundle, Manifest};

@@ -14,7 +14,7 @@
 //! `vec2<i32>` (the two little-endian words of the CPU's i64, so the bytes are the same;
 //! arithmetic is on the low word, 32 bits), bool as `u32` (0 or 1).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 use ir::loops::{BufId, BufKind, Func, LoopKind, Stmt};
@@ -101,6 +101,8 @@ pub fn compile(f: &Func) -> Result<Shader, WgpuError> {
             }
         });
     }
+    let shared = workgroup_buffers(f);
+    let wide = crate::vec4::wide_buffers(f);
     let mut private = Vec::new();
     let mut scratch = Vec::new();
     let mut binding_of: HashMap<BufId, usize> = HashMap::new();
@@ -110,7 +112,7 @@ pub fn compile(f: &Func) -> Result<Shader, WgpuError> {
     }
     for (i, b) in f.buffers.iter().enumerate() {
         let id = BufId(i as u32);
-        if b.kind != BufKind::Temp {
+        if b.kind != BufKind::Temp || shared.contains(&id) {
             continue;
         }
         let numel: usize = b.shape.iter().product();
@@ -145,23 +147,23 @@ pub fn compile(f: &Func) -> Result<Shader, WgpuError> {
     bound.sort();
     let read_only: Vec<bool> = bound.iter().map(|&(_, b)| !written[b.index()]).collect();
     for (i, b) in bound {
-        let buf = f.buffer(b);
         let access = if written[b.index()] { "read_write" } else { "read" };
-        let ty = storage_type(buf.dtype).unwrap_or("f32");
+        let ty = element_type(f, b, &wide);
         let _ = writeln!(out, "@group(0) @binding({i}) var<storage, {access}> {}: array<{ty}>;", buf_name(f, b));
     }
-    for &b in &private {
-        let buf = f.buffer(b);
-        let numel: usize = buf.shape.iter().product::<usize>().max(1);
-        let ty = storage_type(buf.dtype).unwrap_or("f32");
-        let _ = writeln!(out, "var<private> {}: array<{ty}, {numel}>;", buf_name(f, b));
+    for (space, list) in [("private", &private), ("workgroup", &shared)] {
+        for &b in list {
+            let numel: usize = f.buffer(b).shape.iter().product::<usize>().max(1);
+            let len = if wide.contains(&b) { numel / 4 } else { numel };
+            let _ = writeln!(out, "var<{space}> {}: array<{}, {len}>;", buf_name(f, b), element_type(f, b, &wide));
+        }
     }
     out.push('\n');
 
     let mut dispatches = Vec::new();
     for (k, s) in f.body.iter().enumerate() {
         let entry = format!("k{k}");
-        let mut em = Emitter::new(f);
+        let mut em = Emitter::new(f, &wide);
         match s {
             Stmt::For(block) if block.kind == LoopKind::GpuBlock => {
                 let [Stmt::For(thread)] = block.body.as_slice() else {
@@ -181,6 +183,7 @@ pub fn compile(f: &Func) -> Result<Shader, WgpuError> {
                     let _ = writeln!(out, "  if ({} >= {groups}i) {{ return; }}", em.var(block.var));
                 }
                 let _ = writeln!(out, "  let {}: i32 = i32(li);", em.var(thread.var));
+                em.in_workgroup(em.var(thread.var), thread.extent);
                 em.stmts(&thread.body, 1, &mut out).map_err(err)?;
                 out.push_str("}\n\n");
                 dispatches.push(Dispatch { entry, groups: [gx, gy] });
@@ -194,6 +197,40 @@ pub fn compile(f: &Func) -> Result<Shader, WgpuError> {
         }
     }
     Ok(Shader { source: out, dispatches, scratch, read_only, indices_proven: ir::loops::verify::indices_bounded(f) })
+}
+
+/// The temporaries that cooperative loops fill: workgroup memory, shared by the invocations
+/// of a workgroup.
+fn workgroup_buffers(f: &Func) -> Vec<BufId> {
+    let mut out = Vec::new();
+    for s in &f.body {
+        s.walk(&mut |s| {
+            if let Stmt::For(l) = s {
+                if l.kind == LoopKind::GpuCooperative {
+                    for inner in &l.body {
+                        inner.walk(&mut |s| {
+                            if let Stmt::Store { buf, .. } = s {
+                                if f.buffer(*buf).kind == BufKind::Temp && !out.contains(buf) {
+                                    out.push(*buf);
+                                }
+                            }
+                        });
+                    }
+                }
+            }
+        });
+    }
+    out
+}
+
+/// The WGSL element type of `b`'s array: vec4 of its storage type when it is wide.
+fn element_type(f: &Func, b: BufId, wide: &HashSet<BufId>) -> String {
+    let ty = storage_type(f.buffer(b).dtype).unwrap_or("f32");
+    if wide.contains(&b) {
+        format!("vec4<{ty}>")
+    } else {
+        ty.to_string()
+    }
 }
 
 /// Whether the program has f16 buffers or values (which WGSL has with `enable f16`).

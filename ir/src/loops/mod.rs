@@ -128,6 +128,13 @@ pub enum LoopKind {
     /// GPU: one invocation (thread) of the workgroup per iteration; the extent is the
     /// workgroup size. Only the single statement of a workgroup loop may be one.
     GpuThread,
+    /// GPU: a loop nest inside an invocation loop whose iterations the workgroup's
+    /// invocations share (each runs every workgroup-size-th one of the fused nest), between
+    /// two barriers. It fills a workgroup-memory tile (the `stage` primitive): every
+    /// invocation would compute the same values, so sharing the work changes no result and
+    /// the evaluator runs it as a serial loop in each invocation. It must not be under a
+    /// guard (barriers need uniform control flow).
+    GpuCooperative,
 }
 
 impl LoopKind {
@@ -139,16 +146,17 @@ impl LoopKind {
             LoopKind::Unrolled => "unrolled",
             LoopKind::GpuBlock => "workgroup",
             LoopKind::GpuThread => "invocation",
+            LoopKind::GpuCooperative => "cooperative",
         }
     }
 
     /// Bound to the GPU's workgroups or invocations; CPU backends reject these.
     pub fn is_gpu(self) -> bool {
-        matches!(self, LoopKind::GpuBlock | LoopKind::GpuThread)
+        matches!(self, LoopKind::GpuBlock | LoopKind::GpuThread | LoopKind::GpuCooperative)
     }
 
     pub fn from_name(s: &str) -> Option<LoopKind> {
-        [LoopKind::Serial, LoopKind::Parallel, LoopKind::Vectorized, LoopKind::Unrolled, LoopKind::GpuBlock, LoopKind::GpuThread]
+        [LoopKind::Serial, LoopKind::Parallel, LoopKind::Vectorized, LoopKind::Unrolled, LoopKind::GpuBlock, LoopKind::GpuThread, LoopKind::GpuCooperative]
             .into_iter().find(|k| k.name() == s)
     }
 }

@@ -28,7 +28,7 @@ pub fn indices_bounded(f: &Func) -> bool {
 }
 
 fn checked(f: &Func) -> Result<Verifier<'_>> {
-    let mut v = Verifier { f, scope: Vec::new(), bound: vec![false; f.vars.len()], guards: Vec::new(), in_vector: false, thread_ok: false, unbounded: false };
+    let mut v = Verifier { f, scope: Vec::new(), bound: vec![false; f.vars.len()], guards: Vec::new(), in_vector: false, thread_ok: false, cooperative_ok: false, unbounded: false };
     for s in &f.body {
         v.stmt(s, true)?;
     }
@@ -49,6 +49,10 @@ struct Verifier<'a> {
     in_vector: bool,
     /// Directly inside a workgroup loop, where an invocation loop may be.
     thread_ok: bool,
+    /// Inside an invocation loop, in control flow every invocation of the workgroup takes
+    /// alike (no guard, no cooperative or vectorized loop in between), where the barriers
+    /// around a cooperative loop may be.
+    cooperative_ok: bool,
     /// Some index could not be bounded statically.
     unbounded: bool,
 }
@@ -76,6 +80,9 @@ impl Verifier<'_> {
                 if l.kind == LoopKind::GpuThread && !self.thread_ok {
                     return bad(f, format!("invocation loop {name} is not the only statement of a workgroup loop"));
                 }
+                if l.kind == LoopKind::GpuCooperative && !self.cooperative_ok {
+                    return bad(f, format!("cooperative loop {name} is not inside an invocation loop, outside guards and other cooperative or vectorized loops"));
+                }
                 if l.kind == LoopKind::Vectorized && self.in_vector {
                     return bad(f, format!("vectorized loop {name} is nested in another vectorized loop"));
                 }
@@ -83,9 +90,16 @@ impl Verifier<'_> {
                 self.in_vector |= l.kind == LoopKind::Vectorized;
                 self.scope.push((l.var, l.extent));
                 let thread_ok = std::mem::replace(&mut self.thread_ok, l.kind == LoopKind::GpuBlock);
+                let uniform = match l.kind {
+                    LoopKind::GpuThread => true,
+                    LoopKind::GpuCooperative | LoopKind::Vectorized => false,
+                    _ => self.cooperative_ok,
+                };
+                let cooperative_ok = std::mem::replace(&mut self.cooperative_ok, uniform);
                 for s in &l.body {
                     self.stmt(s, false)?;
                 }
+                self.cooperative_ok = cooperative_ok;
                 self.thread_ok = thread_ok;
                 self.scope.pop();
                 self.in_vector = was_vector;
@@ -104,9 +118,11 @@ impl Verifier<'_> {
                 }
                 let n = self.guards.len();
                 collect_guards(cond, &mut self.guards);
+                let cooperative_ok = std::mem::replace(&mut self.cooperative_ok, false);
                 for s in then {
                     self.stmt(s, false)?;
                 }
+                self.cooperative_ok = cooperative_ok;
                 self.guards.truncate(n);
             }
         }

@@ -1,5 +1,5 @@
 //! Schedules: a schedule is a trace of primitives (split, reorder, fuse, unroll, vectorize,
-//! parallel, cache_write) that replays deterministically on the unscheduled program.
+//! parallel, cache_write, bind, stage, ...) that replays deterministically on the unscheduled program.
 //!
 //! A trace is JSON, one object per step: `[{"op": "split", "loop": "ow", "factor": 16},
 //! {"op": "vectorize", "loop": "ow_i"}]`. Each primitive checks that it applies and refuses
@@ -9,6 +9,7 @@ mod defaults;
 mod gpu;
 mod primitives;
 pub mod space;
+mod stage;
 
 use ir::loops::Func;
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,11 @@ pub enum Primitive {
         loop_: String,
         to: String,
     },
+    /// Stages the box of read-only operand `buffer` that a workgroup reads in one iteration
+    /// of loop `at` (inside an invocation loop) in workgroup memory: a cooperative loop nest
+    /// copies it into a temporary `buffer_wg` at the start of each iteration (guarded past the
+    /// operand's end), and the reads inside `at` index the copy.
+    Stage { buffer: String, at: String },
 }
 
 impl Primitive {
@@ -92,6 +98,7 @@ impl Primitive {
             Primitive::Inline { .. } => "inline",
             Primitive::LayoutBlock { .. } => "layout_block",
             Primitive::Bind { .. } => "bind",
+            Primitive::Stage { .. } => "stage",
         }
     }
 }

@@ -25,10 +25,11 @@ pub(super) fn apply(f: &mut Func, p: &Primitive) -> Result<()> {
         Primitive::ComputeAt { buffer, at } => compute_at(f, buffer, at),
         Primitive::Inline { buffer } => inline(f, buffer),
         Primitive::LayoutBlock { buffer, axis, factor } => layout_block(f, buffer, *axis, *factor),
-        Primitive::Bind { loop_, to } => match LoopKind::from_name(to).filter(|k| k.is_gpu()) {
+        Primitive::Bind { loop_, to } => match LoopKind::from_name(to).filter(|k| matches!(k, LoopKind::GpuBlock | LoopKind::GpuThread)) {
             Some(kind) => set_kind(f, loop_, kind),
             None => Err(format!("cannot bind {loop_} to {to} (workgroup or invocation)")),
         },
+        Primitive::Stage { buffer, at } => super::stage::stage(f, buffer, at),
     }
 }
 
