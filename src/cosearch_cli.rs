@@ -224,8 +224,8 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
     let limit = args.latency_ms * (1.0 - args.margin / 100.0);
     let evolution = |budget: f64, resolutions: Vec<u32>| {
         let mut c = EvolutionConfig::ofa(budget, resolutions, args.seed);
-        c.population = args.population;
-        c.generations = args.generations;
+        c.population = args.population();
+        c.generations = args.generations();
         c.gap_lambda = args.gap_weight;
         c
     };
@@ -243,7 +243,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
 
     // The co-search.
     let start = Instant::now();
-    let mut progress = Progress::new(args.generations as u64, "co-search");
+    let mut progress = Progress::new(args.generations() as u64, "co-search");
     let result = run_cosearch(&cosearch_config(limit), &mut oracle, &latency_tuned, &mut |g| {
         progress.update(g.generation as u64, g.generation as u64, &progress_line(g))
     })
@@ -255,8 +255,8 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
         "co-search: partition {} chosen of {}; {} generations of {} in {cosearch_s:.1} s, {} architectures evaluated; best {} val_acc {:.6} predicted {:.3} ms",
         result.partition(),
         resolutions.len(),
-        args.generations,
-        args.population,
+        args.generations(),
+        args.population(),
         result.evolution.evaluated.len(),
         best.arch.to_compact(),
         best.accuracy.val,
@@ -270,7 +270,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
     if let Some(default) = &default_table {
         let b_start = Instant::now();
         let latency_default = |a: &ArchConfig| predict(default, a, width);
-        let mut progress = Progress::new(args.generations as u64, "baseline");
+        let mut progress = Progress::new(args.generations() as u64, "baseline");
         let b = evolve(&evolution(limit, resolutions.clone()), &mut oracle, &latency_default, &mut |g| {
             progress.update(g.generation as u64, g.generation as u64, &progress_line(g))
         })
@@ -512,8 +512,8 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
         args.partition_samples,
         args.min_share * 100.0,
         QUANTILE * 100.0,
-        args.population,
-        args.generations,
+        args.population(),
+        args.generations(),
         args.seed,
         result.evolution.evaluated.len(),
         oracle.calls,

@@ -1,10 +1,12 @@
 //! The `chanasc` command line: parses arguments and wires the library crates together.
 
 mod cosearch_cli;
+mod eval_cli;
 mod nas_cli;
 mod presched_cli;
 mod search_cli;
 mod supernet_cli;
+mod supernet_search_cli;
 mod train_cli;
 mod tune_cli;
 
@@ -172,6 +174,9 @@ enum Command {
         #[command(subcommand)]
         command: supernet_cli::SupernetCommand,
     },
+    /// The test accuracy and latency of a searched classifier (the output folder of `search
+    /// --space fmnist-mbv3`), measured by running its compiled binary on the test images.
+    Eval(eval_cli::EvalArgs),
     /// Write a built-in example network as ONNX (tiny-cnn: a MobileNetV3-style CNN, 3x32x32 -> 10).
     Example {
         #[arg(default_value = "tiny-cnn")]
@@ -195,10 +200,11 @@ fn main() -> ExitCode {
         Command::Run { model, inputs, output, seed, backend, threads, dtype } => {
             parse_dtype(&dtype).and_then(|dtype| run(&model, &inputs, output.as_deref(), seed, &backend, threads, dtype))
         }
-        Command::Compile { model, arch, cpu, threads, output, no_graph_opt, records, dtype, f16_activations } => parse_dtype(&dtype).and_then(|dtype| {
-            let graph = runtime::GraphOptions { optimize: !no_graph_opt, dtype, f16_activations };
-            compile(&model, &arch, cpu.as_deref(), threads, &output, graph, records.as_deref())
-        }),
+        Command::Compile { model, arch, cpu, threads, output, no_graph_opt, records, dtype, f16_activations } => parse_dtype(&dtype)
+            .and_then(|dtype| {
+                let graph = runtime::GraphOptions { optimize: !no_graph_opt, dtype, f16_activations };
+                compile(&model, &arch, cpu.as_deref(), threads, &output, graph, records.as_deref())
+            }),
         Command::Bench { model, backend, threads, runs, warmup, records, cranelift_schedules, dtype } => {
             parse_dtype(&dtype).and_then(|dtype| {
                 if cranelift_schedules && (backend != "llvm" || records.is_some()) {
@@ -219,6 +225,7 @@ fn main() -> ExitCode {
         Command::Search(args) => search_cli::search(args),
         Command::Train(args) => train_cli::train(args),
         Command::Supernet { command } => supernet_cli::run(command),
+        Command::Eval(args) => eval_cli::eval(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -305,16 +312,13 @@ fn run(model: &Path, bindings: &[String], output: Option<&Path>, seed: u64, back
             let compiled = start.elapsed().as_secs_f64();
             let run_start = Instant::now();
             let outputs = loaded.run(&inputs).map_err(|e| e.to_string())?;
-            eprintln!(
-                "compiled in {:.2} s, ran on llvm in {:.2} ms",
-                compiled,
-                run_start.elapsed().as_secs_f64() * 1e3
-            );
+            eprintln!("compiled in {:.2} s, ran on llvm in {:.2} ms", compiled, run_start.elapsed().as_secs_f64() * 1e3);
             outputs
         }
         Backend::Cranelift => {
             let graph = runtime::GraphOptions { optimize: true, dtype, f16_activations: false };
-            let (model, report) = runtime::JitModel::build_with(&g, threads, &runtime::DefaultSchedules, graph).map_err(|e| e.to_string())?;
+            let (model, report) =
+                runtime::JitModel::build_with(&g, threads, &runtime::DefaultSchedules, graph).map_err(|e| e.to_string())?;
             let compiled = start.elapsed().as_secs_f64();
             let run_start = Instant::now();
             let outputs = model.run(&inputs).map_err(|e| e.to_string())?;
@@ -390,7 +394,12 @@ fn parse_target(arch: &str, cpu: Option<&str>) -> CliResult<llvm_backend::Target
 
 /// Compiles `g` for this machine into a temporary folder and loads it into the process; also
 /// says how many programs took their schedule from `schedules`.
-fn load_native(g: &Graph, threads: usize, schedules: &dyn runtime::ScheduleSource, dtype: DType) -> CliResult<(runtime::LoadedModel, usize)> {
+fn load_native(
+    g: &Graph,
+    threads: usize,
+    schedules: &dyn runtime::ScheduleSource,
+    dtype: DType,
+) -> CliResult<(runtime::LoadedModel, usize)> {
     let dir = std::env::temp_dir().join(format!("chanasc-native-{}", std::process::id()));
     let opts = runtime::CompileOptions {
         target: llvm_backend::Target::host(),
@@ -460,7 +469,14 @@ fn gpu_schedules(records: Option<&Path>) -> CliResult<Box<dyn runtime::ScheduleS
 /// `chanasc-wgpu-run` executes.
 /// With `--dtype f16` the bundle's shaders use f16 (`enable f16`): the device that runs it
 /// needs shader-f16.
-fn compile_wgpu(g: &Graph, model: &Path, output: &Path, start: Instant, records: Option<&Path>, graph: runtime::GraphOptions) -> CliResult<()> {
+fn compile_wgpu(
+    g: &Graph,
+    model: &Path,
+    output: &Path,
+    start: Instant,
+    records: Option<&Path>,
+    graph: runtime::GraphOptions,
+) -> CliResult<()> {
     let (bundle, r) = runtime::gpu::gpu_bundle_with(g, gpu_schedules(records)?.as_ref(), graph).map_err(|e| e.to_string())?;
     if records.is_some() {
         println!("{} of {} tensor programs use tuned schedules", r.tuned_programs, r.programs);
@@ -475,7 +491,11 @@ fn compile_wgpu(g: &Graph, model: &Path, output: &Path, start: Instant, records:
         r.weight_bytes as f64 / (1 << 20) as f64,
         r.buffer_bytes as f64 / (1 << 20) as f64
     );
-    println!("wrote {}/: model.json weights.bin shaders/ (run with chanasc-wgpu-run {} --input x.npy -o y.npy)", output.display(), output.display());
+    println!(
+        "wrote {}/: model.json weights.bin shaders/ (run with chanasc-wgpu-run {} --input x.npy -o y.npy)",
+        output.display(),
+        output.display()
+    );
     Ok(())
 }
 
@@ -660,9 +680,7 @@ fn example(name: &str, output: &Path, seed: u64) -> CliResult<()> {
     let bytes = frontend::examples::example_model(name, seed)
         .ok_or_else(|| format!("no example {name:?}; examples: {}", frontend::examples::EXAMPLES.join(", ")))?;
     let tmp = output.with_extension("onnx.tmp");
-    std::fs::write(&tmp, &bytes)
-        .and_then(|_| std::fs::rename(&tmp, output))
-        .map_err(|e| format!("{}: {e}", output.display()))?;
+    std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, output)).map_err(|e| format!("{}: {e}", output.display()))?;
     println!("wrote {} ({} bytes)", output.display(), bytes.len());
     Ok(())
 }

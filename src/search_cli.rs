@@ -151,7 +151,10 @@ pub enum LutCommand {
 /// `chanasc search`.
 #[derive(Args)]
 pub struct SearchArgs {
-    /// Search space: ofa-mbv3.
+    /// Search space: ofa-mbv3 (latency tables from lut build), or fmnist-mbv3 (a trained
+    /// supernet's space: --accuracy supernet:CHECKPOINT; its block latency table is built
+    /// here, or read and completed from --lut TABLE.json; the winner is a classifier with the
+    /// supernet's weights, see chanasc eval).
     #[arg(long, default_value = "ofa-mbv3")]
     pub space: String,
     #[arg(long, default_value_t = 1.2)]
@@ -205,12 +208,13 @@ pub struct SearchArgs {
     pub search_only: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Generations (OFA: 500).
-    #[arg(long, default_value_t = 500)]
-    pub generations: usize,
-    /// Population size (OFA: 100).
-    #[arg(long, default_value_t = 100)]
-    pub population: usize,
+    /// Generations (default: OFA's 500; 6 with a supernet: oracle, which measures each
+    /// architecture on the dataset).
+    #[arg(long = "generations")]
+    pub generations_arg: Option<usize>,
+    /// Population size (default: OFA's 100; 12 with a supernet: oracle).
+    #[arg(long = "population")]
+    pub population_arg: Option<usize>,
     /// Resolutions to search (default: those of 160..224 the table covers fully).
     #[arg(long, value_delimiter = ',')]
     pub resolutions: Vec<u32>,
@@ -229,6 +233,22 @@ pub struct SearchArgs {
     pub timing: TimingArgs,
     #[arg(short = 'o', long)]
     pub output: PathBuf,
+}
+
+impl SearchArgs {
+    /// A supernet oracle measures every architecture on a dataset (seconds each), so its
+    /// searches default to a small population and few generations.
+    fn measured_oracle(&self) -> bool {
+        self.accuracy.starts_with("supernet:")
+    }
+
+    pub fn generations(&self) -> usize {
+        self.generations_arg.unwrap_or(if self.measured_oracle() { 6 } else { 500 })
+    }
+
+    pub fn population(&self) -> usize {
+        self.population_arg.unwrap_or(if self.measured_oracle() { 12 } else { 100 })
+    }
 }
 
 /// Reads one or more latency tables as one.
@@ -348,7 +368,20 @@ pub fn hms(secs: f64) -> String {
 
 pub fn run_lut(command: LutCommand) -> CliResult<()> {
     match command {
-        LutCommand::Build { space, width, arch, resolutions, timing, tune_trials, presched, save_every, max_blocks, remeasure, seed, output } => {
+        LutCommand::Build {
+            space,
+            width,
+            arch,
+            resolutions,
+            timing,
+            tune_trials,
+            presched,
+            save_every,
+            max_blocks,
+            remeasure,
+            seed,
+            output,
+        } => {
             let build = nas::lut_build::BuildOptions { save_every, max_new: max_blocks, remeasure, network_overhead: Some(width) };
             if tune_trials > 0 || presched.requested() {
                 check_space(&space, width)?;
@@ -552,12 +585,18 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> CliResult<()> {
 }
 
 pub fn search(args: SearchArgs) -> CliResult<()> {
+    if args.space == "fmnist-mbv3" {
+        return crate::supernet_search_cli::search(args);
+    }
     check_space(&args.space, args.width)?;
     if !args.baseline {
         return crate::cosearch_cli::cosearch(args);
     }
     if args.compare_baseline || args.records.is_some() || !args.default_lut.is_empty() || args.search_only {
-        return Err("--compare-baseline, --records, --default-lut and --search-only are options of the co-search (search without --baseline)".into());
+        return Err(
+            "--compare-baseline, --records, --default-lut and --search-only are options of the co-search (search without --baseline)"
+                .into(),
+        );
     }
     check_arch(&args.arch)?;
     if args.lut.is_empty() {
@@ -582,15 +621,15 @@ pub fn search(args: SearchArgs) -> CliResult<()> {
     }
     let limit = args.latency_ms * (1.0 - args.margin / 100.0);
     let mut config = EvolutionConfig::ofa(limit, resolutions.clone(), args.seed);
-    config.population = args.population;
-    config.generations = args.generations;
+    config.population = args.population();
+    config.generations = args.generations();
     config.gap_lambda = args.gap_weight;
     std::fs::create_dir_all(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
 
     let width = args.width;
     let latency = |a: &ArchConfig| -> nas::Result<f64> { table.predict(&nas::decompose(a, width)?) };
     let start = Instant::now();
-    let mut progress = Progress::new(args.generations as u64, "search");
+    let mut progress = Progress::new(args.generations() as u64, "search");
     let result = evolve(&config, oracle.as_mut(), &latency, &mut |g| {
         progress.update(
             g.generation as u64,
@@ -607,8 +646,8 @@ pub fn search(args: SearchArgs) -> CliResult<()> {
     let best = &result.best;
     eprintln!(
         "search: {} generations of {} in {:.1} s, {} architectures evaluated; best {} val_acc {:.6} predicted {:.3} ms",
-        args.generations,
-        args.population,
+        args.generations(),
+        args.population(),
         search_seconds,
         result.evaluated.len(),
         best.arch.to_compact(),
@@ -683,8 +722,8 @@ pub fn search(args: SearchArgs) -> CliResult<()> {
         names(&args.lut),
         args.accuracy,
         resolutions,
-        args.population,
-        args.generations,
+        args.population(),
+        args.generations(),
         args.seed,
         result.evaluated.len(),
         front.iter().filter(|f| **f).count(),
