@@ -5,7 +5,7 @@
 use interp::loops::run_func;
 use ir::loops::{parse_func, print_func, verify::verify, Func};
 use ir::{Tensor, TensorData};
-use passes::schedule::gpu_default_schedule;
+use passes::schedule::{gpu_default_schedule, gpu_schedule_candidates, Primitive, Trace};
 use wgpu_backend::bundle::{BufferSpec, IoSpec};
 use wgpu_backend::{Bundle, Executor, NO_ADAPTER};
 
@@ -35,8 +35,19 @@ fn run_gpu(f: &Func, args: &[Tensor]) -> Vec<u8> {
 /// Schedules `text` for the GPU, runs it there and on the interpreter, and compares the
 /// last parameter.
 fn check(text: &str, args: Vec<Tensor>) -> Func {
+    check_scheduled(text, args, &|f| gpu_default_schedule(f, 16))
+}
+
+/// The tuner's first candidate that stages an operand in workgroup memory.
+fn staged_schedule(f: &Func) -> Trace {
+    let staged = gpu_schedule_candidates(f).into_iter().find(|t| t.0.iter().any(|p| matches!(p, Primitive::Stage { .. })));
+    staged.unwrap_or_else(|| panic!("no candidate of {} stages an operand", f.name))
+}
+
+/// As `check`, with the schedule `schedule` makes.
+fn check_scheduled(text: &str, args: Vec<Tensor>, schedule: &dyn Fn(&Func) -> Trace) -> Func {
     let f = parse_func(text).unwrap();
-    let trace = gpu_default_schedule(&f, 16);
+    let trace = schedule(&f);
     let scheduled = trace.apply(&f).unwrap();
     let mut want = args.clone();
     run_func(&f, &mut want).unwrap();
@@ -167,7 +178,7 @@ fn reduction_staged_through_workgroup_memory() {
     // %a is shared by every output of a row: the workgroup stages chunks of its rows (3 of
     // them, the register tile) and every invocation reads them from workgroup memory.
     let (text, args) = matmul(33, 70, 64);
-    let f = check(&text, args);
+    let f = check_scheduled(&text, args, &staged_schedule);
     let printed = print_func(&f);
     assert!(printed.contains("temp %a_wg: f32[3,35]") && printed.contains("cooperative"), "{printed}");
     let shader = wgpu_backend::compile(&f).unwrap();
@@ -182,7 +193,7 @@ fn staging_with_tails_in_the_reduction_and_the_outputs() {
     // 64 and a third whose invocations past the end still reach the barriers (the output
     // guard is moved below the copy) but load nothing past %a's end.
     let (text, args) = matmul(37, 257, 131);
-    let f = check(&text, args);
+    let f = check_scheduled(&text, args, &staged_schedule);
     let printed = print_func(&f);
     assert!(
         printed.contains("temp %a_wg: f32[1,256]") && printed.contains("if lt(k_o * 256 + (a_wg_1_o * 4 + a_wg_1_i), 257)"),
@@ -200,7 +211,7 @@ fn pointwise_convolution_stages_weights_with_vec4_copies() {
         Tensor::f32([64, 196], ramp(64 * 196, 0.02, -1.0)).unwrap(),
         Tensor::f32([32, 196], vec![0.0; 32 * 196]).unwrap(),
     ];
-    let f = check(text, args);
+    let f = check_scheduled(text, args, &staged_schedule);
     let shader = wgpu_backend::compile(&f).unwrap();
     let src = &shader.source;
     assert!(src.contains("var<storage, read> b0: array<vec4<f32>>") && src.contains("var<workgroup> b4: array<vec4<f32>, 64>"), "{src}");
@@ -217,8 +228,8 @@ fn elementwise_runs_four_lanes_through_vec4() {
     ];
     let f = check(text, args);
     let shader = wgpu_backend::compile(&f).unwrap();
-    // %x and %y are read and written as vec4, %s (one scale a row, 8 elements) picks a
-    // component of its vec4s elsewhere... it is not accessed wide at all: scalar.
+    // %x and %y are read and written as vec4; %s (one scale a row, the same in every lane)
+    // is not accessed wide: a scalar array.
     let src = &shader.source;
     assert!(src.contains("b0: array<vec4<f32>>") && src.contains("b2: array<vec4<f32>>") && src.contains("b1: array<f32>"), "{src}");
 }
