@@ -1,11 +1,12 @@
 //! The GPU default schedule: in each loop nest of the program, the outer loops whose
 //! iterations write distinct elements are fused into one, split into workgroups of
 //! [`WORKGROUP`] invocations and bound (`workgroup`, `invocation`); a reduction keeps its
-//! accumulator in a register (cache_write at the invocation loop) when it can, and reads
-//! the operand that most of a workgroup's outputs share through workgroup memory (`stage`,
-//! chunk by chunk of the reduction); an elementwise nest computes 4 consecutive elements
-//! per invocation in a vectorized loop (vec4 accesses). Each nest becomes one dispatch; a
-//! nest with no such loop runs in one invocation.
+//! accumulator in a register (cache_write at the invocation loop) when it can; an
+//! elementwise nest computes 4 consecutive elements per invocation in a vectorized loop
+//! (vec4 accesses). Each nest becomes one dispatch; a nest with no such loop runs in one
+//! invocation. The tuner's candidates also tile reductions through workgroup memory: the
+//! operand most of a workgroup's outputs share is staged (`stage`) chunk by chunk of the
+//! reduction, which the default does not do (see [`STAGED_BY_DEFAULT`]).
 
 use ir::loops::{BufId, Expr, Func, Loop, Stmt};
 
@@ -16,8 +17,9 @@ use super::{Primitive, Trace};
 pub const WORKGROUP: i64 = 64;
 
 /// The GPU default schedule of `func` (the vector width is ignored: GPUs vectorize across
-/// invocations). Falls back from per-invocation register tiles to one accumulator per
-/// invocation, to the plain binding, then to the empty trace (every nest in one invocation).
+/// invocations). Falls back from per-invocation register tiles (and vec4 elementwise
+/// nests) to the same without vec4, to one accumulator per invocation, to the plain
+/// binding, then to the empty trace (every nest in one invocation).
 pub fn gpu_default_schedule(func: &Func, _vector_width: usize) -> Trace {
     let best = Choice { tile: Tile::Block(TILE), preferred: WORKGROUP, staged: STAGED_BY_DEFAULT, vec4: true };
     let candidates = [
