@@ -9,6 +9,7 @@ pub const GRAPH_PASSES: &[(&str, fn(&Graph) -> Result<Graph, PassError>)] = &[
     ("egraph", crate::egraph::optimize),
     ("explicit-padding", crate::graph::explicit_padding::explicit_padding),
     ("matvec-convs", crate::graph::matvec_convs::matvec_convs),
+    ("lane-reductions", crate::graph::lane_reductions::lane_reductions),
     ("fuse", crate::egraph::fuse),
 ];
 

@@ -3,6 +3,7 @@
 
 pub mod explicit_padding;
 pub mod half;
+pub mod lane_reductions;
 pub mod matvec_convs;
 
 use ir::{Graph, Node, ValueDef, ValueId};
