@@ -27,6 +27,10 @@ pub struct SupernetTrainArgs {
     /// Random subnets per step besides the largest and the smallest.
     #[arg(long, default_value_t = 2)]
     random_subnets: usize,
+    /// Epochs at the start that train the largest subnet alone, as OFA's progressive
+    /// shrinking starts with the full network; the sandwich rule applies after them.
+    #[arg(long, default_value_t = 0)]
+    largest_epochs: usize,
     /// Training images the batch norms are recalibrated on before an evaluation.
     #[arg(long, default_value_t = 2000)]
     calib_images: usize,
@@ -53,6 +57,7 @@ fn train(args: SupernetTrainArgs) -> CliResult<()> {
     let cfg = SupernetConfig {
         base: args.run.config(backend, steps_per_epoch, test_set.len(), true),
         random_subnets: args.random_subnets,
+        largest_epochs: args.largest_epochs,
         calib_images: args.calib_images,
         dataset: args.run.dataset.clone(),
         data_dir: args.run.data_dir.clone(),

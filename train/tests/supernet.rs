@@ -201,7 +201,7 @@ fn synthetic(n: usize, seed: u64) -> train::data::Dataset {
     train::data::Dataset { images, labels, channels: 1, height: 12, width: 12, classes: 3 }
 }
 
-fn sn_config(checkpoint: Option<std::path::PathBuf>, stop: Option<usize>) -> train::supernet::SupernetConfig {
+fn sn_config(checkpoint: Option<std::path::PathBuf>, stop: Option<usize>, largest_epochs: usize) -> train::supernet::SupernetConfig {
     train::supernet::SupernetConfig {
         base: train::trainer::Config {
             epochs: 2,
@@ -219,6 +219,7 @@ fn sn_config(checkpoint: Option<std::path::PathBuf>, stop: Option<usize>) -> tra
             stop_after_steps: stop,
         },
         random_subnets: 2,
+        largest_epochs,
         calib_images: 32,
         dataset: "synthetic".into(),
         data_dir: None,
@@ -229,17 +230,29 @@ fn sn_config(checkpoint: Option<std::path::PathBuf>, stop: Option<usize>) -> tra
 /// history as an uninterrupted run; the sandwich-trained subnets learn the task.
 #[test]
 fn supernet_training_resumes_exactly() {
+    resumes_exactly(0);
+}
+
+/// The same with the first epoch training the largest subnet alone (progressive shrinking's
+/// first phase), stopped in the first epoch and resumed across the switch to the sandwich rule.
+#[test]
+fn supernet_training_with_a_largest_only_epoch_resumes_exactly() {
+    resumes_exactly(1);
+}
+
+fn resumes_exactly(largest_epochs: usize) {
     let space = small_space();
     let (tr, te) = (synthetic(48, 1), synthetic(48, 2));
-    let dir = std::env::temp_dir().join(format!("chanasc-supernet-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("chanasc-supernet-{largest_epochs}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ck = dir.join("sn.safetensors");
     let _ = std::fs::remove_file(&ck);
-    let whole = train::supernet::train_supernet(&space, &sn_config(None, None), &tr, &te, &mut |_| {}).unwrap();
+    let whole = train::supernet::train_supernet(&space, &sn_config(None, None, largest_epochs), &tr, &te, &mut |_| {}).unwrap();
     assert!(whole.finished);
-    let part = train::supernet::train_supernet(&space, &sn_config(Some(ck.clone()), Some(5)), &tr, &te, &mut |_| {}).unwrap();
+    let part =
+        train::supernet::train_supernet(&space, &sn_config(Some(ck.clone()), Some(5), largest_epochs), &tr, &te, &mut |_| {}).unwrap();
     assert!(!part.finished && part.state.global_step == 5);
-    let rest = train::supernet::train_supernet(&space, &sn_config(Some(ck.clone()), None), &tr, &te, &mut |_| {}).unwrap();
+    let rest = train::supernet::train_supernet(&space, &sn_config(Some(ck.clone()), None, largest_epochs), &tr, &te, &mut |_| {}).unwrap();
     assert!(rest.finished);
     assert_eq!(rest.state.params, whole.state.params);
     // The history, but for timings (and the last digit of a loss sum through JSON).

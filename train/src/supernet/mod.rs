@@ -710,6 +710,9 @@ pub struct SupernetConfig {
     pub base: Config,
     /// Random subnets per step besides the largest and the smallest.
     pub random_subnets: usize,
+    /// Epochs at the start that train the largest subnet alone (OFA's progressive shrinking
+    /// trains the full network first); the sandwich rule applies after them.
+    pub largest_epochs: usize,
     /// Training images the batch norms are recalibrated on before an evaluation.
     pub calib_images: usize,
     /// Recorded in the checkpoint for the oracle: where the dataset came from.
@@ -753,7 +756,7 @@ fn fingerprint(space: &Space, cfg: &SupernetConfig) -> String {
         "space": format!("{space:?}"), "epochs": b.epochs, "batch": b.batch, "lr": b.sgd.lr, "momentum": b.sgd.momentum,
         "weight_decay": b.sgd.weight_decay, "nesterov": b.sgd.nesterov, "warmup_steps": b.warmup_steps,
         "label_smoothing": b.label_smoothing, "augment": b.augment.map(|a| (a.crop_padding, a.flip)), "seed": b.seed,
-        "random_subnets": cfg.random_subnets,
+        "random_subnets": cfg.random_subnets, "largest_epochs": cfg.largest_epochs,
     })
     .to_string()
 }
@@ -906,8 +909,11 @@ pub fn train_supernet(
             let mut rng = Rng::derived(b.seed, 1 + st.epoch as u64, 1 + s as u64);
             let (x, y) = train.batch(idx, &norm, b.augment.as_ref(), &mut rng)?;
             let labels = y.as_i64().expect("i64 labels").to_vec();
-            let mut subnets = vec![Subnet::largest(space), Subnet::smallest(space)];
-            subnets.extend((0..cfg.random_subnets).map(|_| Subnet::random(space, &mut rng)));
+            let mut subnets = vec![Subnet::largest(space)];
+            if st.epoch >= cfg.largest_epochs {
+                subnets.push(Subnet::smallest(space));
+                subnets.extend((0..cfg.random_subnets).map(|_| Subnet::random(space, &mut rng)));
+            }
             grads.iter_mut().for_each(|g| g.iter_mut().for_each(|v| *v = 0.0));
             let share = 1.0 / subnets.len() as f32;
             let mut largest = (0.0f32, 0usize);
