@@ -3,8 +3,12 @@
 //! table, so that nothing is timed) and `chanasc eval` on the searched classifier: the
 //! compiled binary's test accuracy is what the oracle predicted for it.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::{Command, Output};
+
+use support::{idx, tempdir};
 
 use train::supernet::latency::BlockTable;
 use train::supernet::{fmnist_mbv3, Piece};
@@ -22,22 +26,6 @@ fn ok(o: &Output) -> String {
 fn value(out: &str, key: &str) -> f64 {
     let line = out.lines().find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))).map(str::to_string));
     line.unwrap_or_else(|| panic!("no {key}= in {out}")).parse().unwrap()
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("chanasc-supernet-search-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut b = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        b.extend(d.to_be_bytes());
-    }
-    b.extend(data);
-    b
 }
 
 /// 28x28 images of 10 classes: a bright square at one of ten places.
@@ -77,7 +65,7 @@ fn write_table(path: &Path) {
 
 #[test]
 fn searched_classifier_is_deployed_with_the_supernets_weights() {
-    let dir = tempdir("e2e");
+    let dir = tempdir("supernet-search-e2e");
     write_dataset(&dir);
     let data = dir.to_str().unwrap();
     let ckpt = dir.join("supernet.safetensors");

@@ -2,27 +2,15 @@
 //! it trains, writes its checkpoint and curve, stops and resumes to the same result, and
 //! answers bad arguments with one clear error line.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::{Command, Output};
+
+use support::{idx, tempdir};
 
 fn chanasc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chanasc")).args(args).output().expect("chanasc runs")
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("chanasc-train-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut b = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        b.extend(d.to_be_bytes());
-    }
-    b.extend(data);
-    b
 }
 
 /// 12x12 images of 3 classes: a bright band at the top, middle or bottom.
@@ -75,7 +63,7 @@ fn summary(o: &Output) -> String {
 
 #[test]
 fn trains_stops_and_resumes() {
-    let dir = tempdir("run");
+    let dir = tempdir("train-cli-run");
     write_dataset(&dir);
     let data = dir.to_str().unwrap();
     let whole = dir.join("whole.safetensors");
@@ -100,7 +88,7 @@ fn trains_stops_and_resumes() {
 
 #[test]
 fn a_killed_run_resumes_from_its_last_checkpoint() {
-    let dir = tempdir("kill");
+    let dir = tempdir("train-cli-kill");
     write_dataset(&dir);
     let data = dir.to_str().unwrap();
     let whole = dir.join("whole.safetensors");
@@ -132,7 +120,7 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
 
 #[test]
 fn bad_arguments_are_one_line_errors() {
-    let dir = tempdir("bad");
+    let dir = tempdir("train-cli-bad");
     let data = dir.to_str().unwrap();
     let out = dir.join("x.safetensors");
     let out = out.to_str().unwrap();

@@ -57,3 +57,21 @@ pub fn argmax(t: &Tensor) -> usize {
     let v = t.to_f32_vec();
     (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap_or(0)
 }
+
+/// A fresh, empty temporary folder for one test (`chanasc-{tag}-{pid}`).
+pub fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("chanasc-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// An IDX file of unsigned bytes (MNIST's format) with dimensions `dims`.
+pub fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        b.extend(d.to_be_bytes());
+    }
+    b.extend(data);
+    b
+}

@@ -355,3 +355,35 @@ fn block_table_predicts_the_sum_of_a_subnets_pieces() {
     assert!(train::supernet::latency::BlockTable::load(&path).unwrap_err().to_string().contains("not a block latency table"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn sorting_channels_by_importance_keeps_the_largest_subnet() {
+    let space = small_space();
+    let (mut full, _) = params(&space, 5);
+    let mut momenta: Vec<Vec<f32>> = full.iter().map(|t| t.as_f32().unwrap().iter().map(|v| v * 0.5).collect()).collect();
+    let x = images(&space, 2, 6);
+    let graph = space.graph(None, Kind::Stats, 2, 0.0).unwrap();
+    let run = |params: &[Tensor], sub: &Subnet| {
+        let mut inputs = vec![x.clone()];
+        inputs.extend(params.iter().cloned());
+        inputs.extend(space.masks(sub).unwrap());
+        interp::run(&graph, &inputs).unwrap().remove(0)
+    };
+    let largest = Subnet::largest(&space);
+    let (before, before_small) = (run(&full, &largest), run(&full, &Subnet::smallest(&space)));
+    train::supernet::importance::sort_channels(&space, &mut full, &mut momenta).unwrap();
+    close(&before, &run(&full, &largest), "largest subnet after sorting");
+    assert_ne!(before_small.as_f32().unwrap(), run(&full, &Subnet::smallest(&space)).as_f32().unwrap(), "narrower subnets keep other channels");
+    // Momenta moved with their weights; projection columns by decreasing L1 norm.
+    let names: Vec<String> = space.layout(None).params.iter().map(|p| p.name.clone()).collect();
+    for (i, name) in names.iter().enumerate() {
+        let halves: Vec<f32> = full[i].as_f32().unwrap().iter().map(|v| v * 0.5).collect();
+        assert_eq!(momenta[i], halves, "{name}");
+        if name.ends_with(".project.weight") {
+            let (o, m) = (full[i].shape[0], full[i].shape[1]);
+            let w = full[i].as_f32().unwrap();
+            let norm = |c: usize| (0..o).map(|r| w[r * m + c].abs()).sum::<f32>();
+            assert!((1..m).all(|c| norm(c - 1) >= norm(c)), "{name} is sorted");
+        }
+    }
+}

@@ -40,6 +40,7 @@ use crate::rng::Rng;
 use crate::trainer::{Config, EpochStats};
 
 pub mod deploy;
+pub mod importance;
 pub mod latency;
 pub use deploy::Piece;
 
@@ -894,6 +895,10 @@ pub fn train_supernet(
     let np = layout.params.len();
     let mut grads: Vec<Vec<f32>> = layout.params.iter().map(|p| vec![0.0; p.shape.iter().product()]).collect();
     while st.epoch < b.epochs {
+        if cfg.largest_epochs > 0 && st.epoch == cfg.largest_epochs && st.step_in_epoch == 0 {
+            // Width becomes elastic: the most important middle channels first, as OFA does.
+            importance::sort_channels(space, &mut st.params, &mut st.momenta)?;
+        }
         let order = epoch_order(train.len(), b.seed, st.epoch);
         let mut lr = 0.0;
         while st.step_in_epoch < steps {
