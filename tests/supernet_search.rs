@@ -1,7 +1,8 @@
 //! The default task end to end on a small synthetic 28x28 dataset: `chanasc supernet train`,
 //! `chanasc search --space fmnist-mbv3 --accuracy supernet:..` (with a given block latency
 //! table, so that nothing is timed) and `chanasc eval` on the searched classifier: the
-//! compiled binary's test accuracy is what the oracle predicted for it.
+//! compiled binary's test accuracy is what the oracle predicted for it; and a killed
+//! `supernet train` resumes to the uninterrupted run's weights.
 
 mod support;
 
@@ -133,5 +134,49 @@ fn searched_classifier_is_deployed_with_the_supernets_weights() {
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("even the smallest subnet"), "{o:?}");
     let o = chanasc(&["eval", data, "--dataset", "mnist", "--data-dir", data]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("deploy.json"), "{o:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `chanasc supernet train` killed (SIGKILL) after its first checkpoint resumes from it to
+/// the same weights as an uninterrupted run.
+#[test]
+fn a_killed_supernet_run_resumes_from_its_last_checkpoint() {
+    let dir = tempdir("supernet-search-kill");
+    write_dataset(&dir);
+    let data = dir.to_str().unwrap().to_string();
+    let args = |out: &Path| -> Vec<String> {
+        let mut a: Vec<String> = ["supernet", "train", "--dataset", "mnist", "--data-dir", &data, "--backend", "interp", "--epochs", "1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(
+            ["--largest-epochs", "0", "--random-subnets", "1", "--batch", "16", "--calib-images", "16", "--limit-test", "16"]
+                .map(String::from),
+        );
+        a.extend(["--checkpoint-every".into(), "1".into(), "-o".into(), out.to_str().unwrap().into()]);
+        a
+    };
+    let whole = dir.join("whole.safetensors");
+    ok(&chanasc(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>()));
+    let killed = dir.join("killed.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chanasc"))
+        .args(args(&killed))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !killed.exists() && start.elapsed().as_secs() < 300 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(killed.exists(), "no checkpoint within 300 s");
+    let (_, meta) = train::checkpoint::read(&killed).expect("the checkpoint is whole");
+    assert!(meta["global_step"].parse::<usize>().unwrap() >= 1);
+    ok(&chanasc(&args(&killed).iter().map(String::as_str).collect::<Vec<_>>()));
+    let (a, _) = train::checkpoint::read(&whole).unwrap();
+    let (b, _) = train::checkpoint::read(&killed).unwrap();
+    assert_eq!(a, b, "the resumed run ends with the uninterrupted run's weights and momenta");
     std::fs::remove_dir_all(&dir).unwrap();
 }
