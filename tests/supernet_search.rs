@@ -159,19 +159,7 @@ fn a_killed_supernet_run_resumes_from_its_last_checkpoint() {
     let whole = dir.join("whole.safetensors");
     ok(&chanasc(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>()));
     let killed = dir.join("killed.safetensors");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chanasc"))
-        .args(args(&killed))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !killed.exists() && start.elapsed().as_secs() < 300 {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(killed.exists(), "no checkpoint within 300 s");
+    support::kill_after_checkpoint(&args(&killed).iter().map(String::as_str).collect::<Vec<_>>(), &killed, 300);
     let (_, meta) = train::checkpoint::read(&killed).expect("the checkpoint is whole");
     assert!(meta["global_step"].parse::<usize>().unwrap() >= 1);
     ok(&chanasc(&args(&killed).iter().map(String::as_str).collect::<Vec<_>>()));

@@ -97,19 +97,7 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
     let killed = dir.join("killed.safetensors");
     let mut args = train_args(data, killed.to_str().unwrap());
     args.extend(["--checkpoint-every", "1"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chanasc"))
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !killed.exists() && start.elapsed().as_secs() < 120 {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(killed.exists(), "no checkpoint within 120 s");
+    support::kill_after_checkpoint(&args, &killed, 120);
     let (_, meta) = train::checkpoint::read(&killed).expect("the checkpoint is whole");
     assert!(meta["global_step"].parse::<usize>().unwrap() >= 1);
     summary(&chanasc(&train_args(data, killed.to_str().unwrap())));

@@ -2,7 +2,7 @@
 //! relative to the reference's scale.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ir::{Tensor, TensorData};
 
@@ -74,4 +74,22 @@ pub fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
     }
     b.extend(data);
     b
+}
+
+/// Runs `chanasc` with `args` and kills it (SIGKILL) as soon as `checkpoint` exists, at
+/// whatever point the run is; fails when no checkpoint appears within `limit_s` seconds.
+pub fn kill_after_checkpoint(args: &[&str], checkpoint: &Path, limit_s: u64) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chanasc"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !checkpoint.exists() && start.elapsed().as_secs() < limit_s {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(checkpoint.exists(), "no checkpoint within {limit_s} s");
 }
