@@ -36,6 +36,9 @@ pub fn search(args: SearchArgs) -> CliResult<()> {
     if args.baseline || args.compare_baseline || args.records.is_some() || !args.default_lut.is_empty() {
         return Err("--baseline, --compare-baseline, --records and --default-lut are options of the ofa-mbv3 searches".into());
     }
+    if !(0.0..100.0).contains(&args.margin) {
+        return Err(format!("--margin {}: must be a percentage in [0, 100)", args.margin));
+    }
     if args.lut.len() > 1 {
         return Err("--lut: one block latency table (JSON) for a supernet's space".into());
     }
@@ -54,9 +57,6 @@ pub fn search(args: SearchArgs) -> CliResult<()> {
     // The search: OFA's evolution; an arch's entries outside the space (a fifth stage, the
     // resolution) do not matter, and the oracle knows such archs as one subnet.
     let limit = args.latency_ms * (1.0 - args.margin / 100.0);
-    if !(0.0..100.0).contains(&args.margin) {
-        return Err(format!("--margin {}: must be a percentage in [0, 100)", args.margin));
-    }
     let mut config = EvolutionConfig::ofa(limit, vec![space.input[1] as u32], args.seed);
     config.population = args.population();
     config.generations = args.generations();

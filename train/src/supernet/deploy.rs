@@ -33,7 +33,8 @@ impl Piece {
     }
 }
 
-fn spatial(s: usize, stride: usize) -> usize {
+/// The output extent of a `stride`-strided convolution with `k / 2` padding over `s` pixels.
+pub(super) fn spatial(s: usize, stride: usize) -> usize {
     (s - 1) / stride + 1
 }
 

@@ -554,7 +554,7 @@ impl Space {
     /// Multiply-accumulates of a subnet's convolutions and classifier per image.
     pub fn macs(&self, sub: &Subnet) -> u64 {
         let [cin, h0, _] = self.input;
-        let out = |s: usize, stride: usize| (s - 1) / stride + 1;
+        let out = deploy::spatial;
         let mut s = out(h0, self.stem_stride);
         let mut macs = (s * s * self.stem * cin * 9 + s * s * self.stem * 9 + s * s * self.stem * self.first_block) as u64;
         for (i, b) in self.blocks().iter().enumerate() {
