@@ -101,3 +101,16 @@ fn verifier_catches_bad_programs() {
     let e = err("func \"f\" {\n  param %y: f32[16]\n  for i in 0..4 {\n    %y[i] = fma(1.0, 2.0)\n  }\n}");
     assert!(e.contains("fma takes 3 operands, got 2"), "{e}");
 }
+
+#[test]
+fn prefetches_round_trip_and_may_look_past_the_end() {
+    let text = "func \"f\" {\n  param %x: f32[10]\n  param %y: f32[10]\n  for i in 0..10 {\n    prefetch %x[i + 1]\n    %y[i] = %x[i]\n  }\n}\n";
+    let f = parse_func(text).unwrap();
+    assert_eq!(print_func(&f), text, "i + 1 reaches 10, past the end: a hint may");
+    let e = err("func \"f\" {\n  param %x: f32[2,5]\n  for i in 0..2 {\n    prefetch %x[i]\n  }\n}");
+    assert!(e.contains("%x has rank 2 but is prefetched with 1 indices"), "{e}");
+    let e = err("func \"f\" {\n  param %x: f32[4]\n  for i in 0..2 {\n    prefetch %x[1.0]\n  }\n}");
+    assert!(e.contains("index 0 of the prefetch of %x is not an integer"), "{e}");
+    let e = err("func \"f\" {\n  param %x: f32[4]\n  for i in 0..2 {\n    prefetch %x[j]\n  }\n}");
+    assert!(e.contains("j is not a loop variable in scope"), "{e}");
+}

@@ -228,3 +228,47 @@ fn illegal_steps_are_refused_with_the_reason() {
     let e = Trace::from_json(r#"[{"op": "twist", "loop": "ow"}]"#).unwrap_err().to_string();
     assert!(e.contains("unknown variant `twist`"), "{e}");
 }
+
+#[test]
+fn prefetch_looks_ahead_spreads_over_reuse_and_keeps_results() {
+    let f = parse_func(CONV).unwrap();
+    let want = eval(&f);
+    // Along oc: the next output channel's weights. oh and ow reuse them, so the look-ahead
+    // is spread over oh (the outer reuse loop) through ic (the outermost loop they depend
+    // on below it), and issued once per (ic, kh, kw): in kw's body.
+    let t = Trace(vec![Primitive::Prefetch { buffer: "w".into(), loop_: "oc".into() }]);
+    let g = t.apply(&f).unwrap();
+    let text = print_func(&g);
+    assert!(text.contains("for kw in 0..3 {\n                prefetch %w[oc + 1, (oh * 3 + ic) / 8, kh, kw]\n"), "{text}");
+    assert_eq!(print_func(&parse_func(&text).unwrap()), text, "prints and parses back");
+    close(&eval(&g), &want);
+    assert_eq!(Trace::from_json(&t.to_json()).unwrap(), t);
+    assert!(t.to_json().contains(r#"{"op":"prefetch","buffer":"w","loop":"oc"}"#), "{}", t.to_json());
+
+    // A vector lane counts as lane 0, and an element that no loop inside the look-ahead loop
+    // reuses is fetched where it is read: here the unrolled kw's body holds it.
+    let t = Trace(vec![
+        Primitive::Split { loop_: "ow".into(), factor: 5 },
+        Primitive::Reorder { loops: vec!["n".into(), "oc".into(), "oh".into(), "ow_o".into(), "ow_i".into()] },
+        Primitive::Vectorize { loop_: "ow_i".into() },
+        Primitive::CacheWrite { buffer: "y".into(), at: "ow_o".into() },
+        Primitive::Unroll { loop_: "kw".into() },
+        Primitive::Prefetch { buffer: "x".into(), loop_: "ow_o".into() },
+    ]);
+    let g = t.apply(&f).unwrap();
+    let text = print_func(&g);
+    assert!(text.contains("prefetch %x[n, ic, oh + kh, (ow_o + 1) * 5 + 0 + kw]"), "{text}");
+    close(&eval(&g), &want);
+}
+
+#[test]
+fn prefetch_refuses_what_it_cannot_look_ahead_along() {
+    let e = refusal(vec![Primitive::Prefetch { buffer: "nope".into(), loop_: "oc".into() }]);
+    assert_eq!(e, "schedule step 0 (prefetch): no buffer named nope");
+    let e = refusal(vec![Primitive::Prefetch { buffer: "w".into(), loop_: "zz".into() }]);
+    assert_eq!(e, "schedule step 0 (prefetch): no loop named zz");
+    let e = refusal(vec![Primitive::Prefetch { buffer: "b".into(), loop_: "ic".into() }]);
+    assert_eq!(e, "schedule step 0 (prefetch): loop ic does not read %b");
+    let e = refusal(vec![Primitive::Vectorize { loop_: "kw".into() }, Primitive::Prefetch { buffer: "w".into(), loop_: "kw".into() }]);
+    assert!(e.contains("loop kw is vectorized: prefetch looks ahead along a serial or parallel loop"), "{e}");
+}

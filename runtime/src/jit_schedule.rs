@@ -172,7 +172,7 @@ fn extent_of(body: &[Stmt], var: VarId) -> Option<i64> {
         Stmt::For(l) if l.var == var => Some(l.extent),
         Stmt::For(l) => extent_of(&l.body, var),
         Stmt::If { then, .. } => extent_of(then, var),
-        Stmt::Store { .. } => None,
+        Stmt::Store { .. } | Stmt::Prefetch { .. } => None,
     })
 }
 

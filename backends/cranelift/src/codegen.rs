@@ -288,6 +288,8 @@ impl Gen<'_, '_> {
             Stmt::For(l) => self.for_loop(l),
             Stmt::Store { buf, index, value } => self.store(*buf, index, value),
             Stmt::If { cond, then } => self.guard(cond, then),
+            // Cranelift has no prefetch instruction; the hint is dropped.
+            Stmt::Prefetch { .. } => Ok(()),
         }
     }
 
@@ -344,6 +346,7 @@ impl Gen<'_, '_> {
         for s in body {
             work += match s {
                 Stmt::Store { .. } => 1,
+                Stmt::Prefetch { .. } => 0,
                 Stmt::If { then, .. } => 1 + self.straight_line_work(then)?,
                 Stmt::For(l) => match l.kind {
                     LoopKind::Unrolled => l.extent * self.straight_line_work(&l.body)?,

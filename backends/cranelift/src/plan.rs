@@ -93,6 +93,8 @@ impl Walk<'_> {
                     self.reads(cond);
                     self.stmts(then, in_simd);
                 }
+                // Dropped by the code generator: it touches no memory.
+                Stmt::Prefetch { .. } => {}
             }
         }
     }

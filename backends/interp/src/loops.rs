@@ -231,6 +231,8 @@ impl Compiler<'_> {
 
     fn stmt(&mut self, s: &Stmt) -> Result<St> {
         match s {
+            // A cache hint computes nothing.
+            Stmt::Prefetch { .. } => Ok(Box::new(|_: &mut Env| Ok(()))),
             Stmt::For(l) => {
                 let v = l.var.index();
                 if v >= self.scope.len() || self.scope[v].is_some() {

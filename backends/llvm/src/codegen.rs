@@ -223,6 +223,7 @@ impl<'ctx> Gen<'_, '_, 'ctx> {
             Stmt::For(l) => self.for_loop(l),
             Stmt::Store { buf, index, value } => self.store(*buf, index, value),
             Stmt::If { cond, then } => self.guard(cond, then),
+            Stmt::Prefetch { buf, index } => self.prefetch(*buf, index),
         }
     }
 

@@ -140,6 +140,25 @@ impl<'ctx> Gen<'_, '_, 'ctx> {
         Ok(if dtype == DType::Bool { self.ir.icmp(IP::LLVMIntNE, v, self.ir.like(v, self.ir.ctx.i8_type().const_zero().into())) } else { v })
     }
 
+    /// A read prefetch of the cache line holding `buf[index]` (lane 0's element inside a
+    /// vectorized loop) into the second-level cache: the look-ahead it serves reuses the
+    /// data over many iterations, more than the first level holds. The address may lie
+    /// past the buffer; a prefetch never faults.
+    pub(crate) fn prefetch(&mut self, buf: BufId, index: &[Expr]) -> R<()> {
+        let b = self.f.buffer(buf);
+        let elem = mem_type(self.ir.ctx, b.dtype);
+        let mut flat = index::flatten(index, &b.shape);
+        if let Some(s) = self.simd {
+            flat = flat.substitute(s.lane, &Expr::Int(0));
+        }
+        let off = self.value(&flat)?;
+        let p = self.ir.gep_wrapping(elem, self.bufs[buf.index()], off);
+        let i32 = |v: u64| -> Bv<'ctx> { self.ir.ctx.i32_type().const_int(v, false).into() };
+        // llvm.prefetch(address, read, locality 2 (L2: prefetcht1 on x86), data cache).
+        self.ir.intrinsic("llvm.prefetch", &[p.get_type()], &[p, i32(0), i32(2), i32(1)]);
+        Ok(())
+    }
+
     pub(crate) fn store(&mut self, buf: BufId, index: &[Expr], value: &Expr) -> R<()> {
         let dtype = self.f.buffer(buf).dtype;
         let mut v = self.value(value)?;

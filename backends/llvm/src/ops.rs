@@ -213,6 +213,13 @@ impl<'m, 'ctx> Ir<'m, 'ctx> {
         }
     }
 
+    /// `ptr + offset` elements of `elem`, without the in-bounds promise: for addresses that
+    /// may lie past the object (prefetch look-ahead).
+    pub fn gep_wrapping(&self, elem: BasicTypeEnum<'ctx>, ptr: Bv<'ctx>, offset: Bv<'ctx>) -> Bv<'ctx> {
+        let mut idx = [offset.as_value_ref()];
+        unsafe { wrap(c::LLVMBuildGEP2(self.raw(), elem.as_type_ref(), ptr.as_value_ref(), idx.as_mut_ptr(), 1, NONAME.as_ptr())) }
+    }
+
     pub fn call(&self, f: FunctionValue<'ctx>, args: &[Bv<'ctx>]) -> Option<Bv<'ctx>> {
         let args: Vec<BasicMetadataValueEnum> = args.iter().map(|&a| a.into()).collect();
         let site = self.b.build_call(f, &args, "").expect("the builder is positioned");

@@ -386,3 +386,29 @@ fn strided_loads_near_buffer_end() {
         1e-6,
     );
 }
+
+/// Prefetches (the `prefetch` primitive's output) compute nothing, in a vectorized loop or
+/// outside one, and the last iteration's look-ahead past the buffer's end does not fault.
+#[test]
+fn prefetch_past_the_end_changes_nothing() {
+    check_host(
+        r#"func "matvec_prefetch" {
+  param %w: f32[64,256]
+  param %x: f32[256]
+  param %y: f32[64]
+  for o in 0..64 parallel {
+    %y[o] = 0.0
+    for k_o in 0..16 {
+      prefetch %w[o + 1, k_o * 16]
+      prefetch %w[o + 4096, (k_o + 1) * 16 + 100000]
+      for k_i in 0..16 vectorized {
+        prefetch %x[k_o * 16 + k_i]
+        %y[o] = %y[o] + %w[o, k_o * 16 + k_i] * %x[k_o * 16 + k_i]
+      }
+    }
+  }
+}"#,
+        None,
+        1e-4,
+    );
+}

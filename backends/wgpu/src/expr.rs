@@ -83,6 +83,8 @@ impl<'a> Emitter<'a> {
     fn stmt(&mut self, s: &Stmt, depth: usize, out: &mut String) -> R<()> {
         let pad = "  ".repeat(depth);
         match s {
+            // WGSL has no cache hints.
+            Stmt::Prefetch { .. } => {}
             Stmt::For(l) if l.kind == LoopKind::GpuCooperative => self.cooperative(l, depth, out)?,
             Stmt::For(l) if l.kind == LoopKind::Vectorized && self.wide_loop(l, depth, out)? => {}
             Stmt::For(l) => {

@@ -175,6 +175,10 @@ pub enum Stmt {
     Store { buf: BufId, index: Vec<Expr>, value: Expr },
     /// Runs `then` when `cond` holds (tails of splits that do not divide).
     If { cond: Expr, then: Vec<Stmt> },
+    /// A hint that `buf[index]` will be read soon (the `prefetch` schedule primitive): the
+    /// CPU backends fetch its cache line towards the core; it computes nothing. Its index may
+    /// lie past the buffer's end (the look-ahead of a last iteration), where nothing is read.
+    Prefetch { buf: BufId, index: Vec<Expr> },
 }
 
 /// Two-operand operators. Arithmetic applies to f32 and i64 (integer `/` and `%` floor, so

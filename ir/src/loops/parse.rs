@@ -161,6 +161,12 @@ impl FuncParser<'_> {
             let then = self.block_until_brace()?;
             return Ok(Stmt::If { cond, then });
         }
+        if self.c.keyword("prefetch") {
+            let buf = self.buffer_ref()?;
+            self.c.expect(Token::LBracket, "'['")?;
+            let index = self.list(Token::RBracket)?;
+            return Ok(Stmt::Prefetch { buf, index });
+        }
         let buf = self.buffer_ref()?;
         self.c.expect(Token::LBracket, "'['")?;
         let index = self.list(Token::RBracket)?;

@@ -42,6 +42,9 @@ fn print_stmt(f: &Func, s: &Stmt, depth: usize, out: &mut String) {
         Stmt::Store { buf, index, value } => {
             let _ = writeln!(out, "{pad}%{}[{}] = {}", f.buffer(*buf).name, list(f, index), expr(f, value));
         }
+        Stmt::Prefetch { buf, index } => {
+            let _ = writeln!(out, "{pad}prefetch %{}[{}]", f.buffer(*buf).name, list(f, index));
+        }
         Stmt::If { cond, then } => {
             let _ = writeln!(out, "{pad}if {} {{", expr(f, cond));
             for s in then {

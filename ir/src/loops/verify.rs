@@ -112,6 +112,18 @@ impl Verifier<'_> {
                     return bad(f, format!("store of {t} into %{} of {}", b.name, b.dtype));
                 }
             }
+            Stmt::Prefetch { buf, index } => {
+                // A hint: typed like a load, but not bounded (it may look past the end).
+                let Some(b) = f.buffers.get(buf.index()) else { return bad(f, format!("prefetch of missing buffer {}", buf.0)) };
+                if index.len() != b.shape.len() {
+                    return bad(f, format!("%{} has rank {} but is prefetched with {} indices", b.name, b.shape.len(), index.len()));
+                }
+                for (axis, e) in index.iter().enumerate() {
+                    if self.ty(e)? != DType::I64 {
+                        return bad(f, format!("index {axis} of the prefetch of %{} is not an integer", b.name));
+                    }
+                }
+            }
             Stmt::If { cond, then } => {
                 if self.ty(cond)? != DType::Bool {
                     return bad(f, "if condition is not bool".into());

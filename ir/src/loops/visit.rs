@@ -67,7 +67,7 @@ impl Stmt {
         match self {
             Stmt::For(l) => l.body.iter().for_each(|s| s.walk(f)),
             Stmt::If { then, .. } => then.iter().for_each(|s| s.walk(f)),
-            Stmt::Store { .. } => {}
+            Stmt::Store { .. } | Stmt::Prefetch { .. } => {}
         }
     }
 
@@ -79,6 +79,7 @@ impl Stmt {
                 value.walk(f);
             }
             Stmt::If { cond, .. } => cond.walk(f),
+            Stmt::Prefetch { index, .. } => index.iter().for_each(|e| e.walk(f)),
             Stmt::For(_) => {}
         });
     }
@@ -92,6 +93,7 @@ impl Stmt {
                 Stmt::Store { buf, index: index.into_iter().map(|e| e.map(f)).collect(), value: value.map(f) }
             }
             Stmt::If { cond, then } => Stmt::If { cond: cond.map(f), then: then.into_iter().map(|s| s.map_exprs(f)).collect() },
+            Stmt::Prefetch { buf, index } => Stmt::Prefetch { buf, index: index.into_iter().map(|e| e.map(f)).collect() },
         }
     }
 
@@ -105,6 +107,7 @@ impl Stmt {
             }
             Stmt::For(l) => Stmt::For(Loop { body: l.body.into_iter().map(|s| s.map_stores(f)).collect(), ..l }),
             Stmt::If { cond, then } => Stmt::If { cond, then: then.into_iter().map(|s| s.map_stores(f)).collect() },
+            p @ Stmt::Prefetch { .. } => p,
         }
     }
 
@@ -131,7 +134,7 @@ pub fn find_loop(body: &[Stmt], var: VarId) -> Option<&Loop> {
                     return Some(found);
                 }
             }
-            Stmt::Store { .. } => {}
+            Stmt::Store { .. } | Stmt::Prefetch { .. } => {}
         }
     }
     None
@@ -153,7 +156,7 @@ pub fn replace_loop(body: &mut Vec<Stmt>, var: VarId, f: &mut dyn FnMut(Loop) ->
         let found = match &mut body[i] {
             Stmt::For(l) => replace_loop(&mut l.body, var, f),
             Stmt::If { then, .. } => replace_loop(then, var, f),
-            Stmt::Store { .. } => false,
+            Stmt::Store { .. } | Stmt::Prefetch { .. } => false,
         };
         if found {
             return true;

@@ -39,6 +39,7 @@ fn through_casts(s: Stmt, halves: &[BufId]) -> Stmt {
             Stmt::For(l)
         }
         Stmt::If { cond, then } => Stmt::If { cond: cond.map(widen), then: then.into_iter().map(|s| through_casts(s, halves)).collect() },
+        Stmt::Prefetch { buf, index } => Stmt::Prefetch { buf, index: index.into_iter().map(|e| e.map(widen)).collect() },
     }
 }
 

@@ -1,5 +1,5 @@
 //! Schedules: a schedule is a trace of primitives (split, reorder, fuse, unroll, vectorize,
-//! parallel, cache_write, bind, stage, ...) that replays deterministically on the unscheduled program.
+//! parallel, cache_write, bind, stage, prefetch, ...) that replays deterministically on the unscheduled program.
 //!
 //! A trace is JSON, one object per step: `[{"op": "split", "loop": "ow", "factor": 16},
 //! {"op": "vectorize", "loop": "ow_i"}]`. Each primitive checks that it applies and refuses
@@ -8,6 +8,7 @@
 mod defaults;
 mod gpu;
 mod primitives;
+mod prefetch;
 pub mod space;
 mod stage;
 
@@ -81,6 +82,13 @@ pub enum Primitive {
     /// copies it into a temporary `buffer_wg` at the start of each iteration (guarded past the
     /// operand's end), and the reads inside `at` index the copy.
     Stage { buffer: String, at: String },
+    /// Inside loop `loop`, fetches what the next iteration will read of `buffer` into the
+    /// cache while this one runs (weights too big for the caches); see `prefetch.rs`.
+    Prefetch {
+        buffer: String,
+        #[serde(rename = "loop")]
+        loop_: String,
+    },
 }
 
 impl Primitive {
@@ -99,6 +107,7 @@ impl Primitive {
             Primitive::LayoutBlock { .. } => "layout_block",
             Primitive::Bind { .. } => "bind",
             Primitive::Stage { .. } => "stage",
+            Primitive::Prefetch { .. } => "prefetch",
         }
     }
 }

@@ -30,6 +30,7 @@ pub(super) fn apply(f: &mut Func, p: &Primitive) -> Result<()> {
             None => Err(format!("cannot bind {loop_} to {to} (workgroup or invocation)")),
         },
         Primitive::Stage { buffer, at } => super::stage::stage(f, buffer, at),
+        Primitive::Prefetch { buffer, loop_ } => super::prefetch::prefetch(f, buffer, loop_),
     }
 }
 

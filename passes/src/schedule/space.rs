@@ -63,7 +63,14 @@ struct ReductionNest {
     /// The reduction loads a value that does not depend on loop 1 (a dense channel-blocked
     /// convolution's input): the default schedule tiles loop 1 in registers too.
     reuses_axis1: bool,
+    /// The largest constant parameter when it holds at least [`BIG_WEIGHT_BYTES`]: a
+    /// candidate for `prefetch`.
+    big_weight: Option<String>,
 }
+
+/// Weights of at least this many bytes do not stay in the caches between inferences: the
+/// tuner times their programs with the weights evicted, and their schedules may prefetch.
+pub const BIG_WEIGHT_BYTES: usize = 1 << 20;
 
 /// A perfect nest ending in one store.
 #[derive(Debug, Clone)]
@@ -190,6 +197,7 @@ impl Space {
                 set("reduction_split", 1);
                 set("parallel_depth", n as i64);
                 set("layout_block", 0);
+                set("prefetch", 0);
             }
             Template::Spatial(nests) => {
                 for (i, n) in nests.iter().enumerate() {
@@ -271,7 +279,17 @@ fn reduction_nest(f: &Func, constants: &[bool]) -> Option<ReductionNest> {
         blockable.extend(dims.into_iter().map(|(d, s)| (buffer.name.clone(), d, s)));
     }
     let reuses_axis1 = nest.len() > 1 && super::defaults::reuses_across(last, nest[1]);
-    Some(ReductionNest { names, extents, buffer: f.buffer(*buf).name.clone(), reduction, blockable, reuses_axis1 })
+    let big_weight = f
+        .params()
+        .iter()
+        .enumerate()
+        .filter(|&(p, _)| constants.get(p).copied().unwrap_or(false))
+        .map(|(_, &b)| f.buffer(b))
+        .map(|b| (b.shape.iter().product::<usize>() * b.dtype.size_bytes(), b.name.clone()))
+        .filter(|(bytes, _)| *bytes >= BIG_WEIGHT_BYTES)
+        .max()
+        .map(|(_, name)| name);
+    Some(ReductionNest { names, extents, buffer: f.buffer(*buf).name.clone(), reduction, blockable, reuses_axis1, big_weight })
 }
 
 fn reduction_space(r: ReductionNest, vw: i64) -> Space {
@@ -313,6 +331,11 @@ fn reduction_space(r: ReductionNest, vw: i64) -> Space {
     ];
     if !r.blockable.is_empty() {
         knobs.push(Knob { name: "layout_block".into(), choices: vec![0, 1] });
+    }
+    if r.big_weight.is_some() {
+        // 0: none; k: prefetch the big weight one iteration ahead along the k-th outer loop
+        // left after the parallel fusion (the parallel loop first).
+        knobs.push(Knob { name: "prefetch".into(), choices: vec![0, 1, 2, 3] });
     }
     Space { knobs, template: Template::Reduction(r), vector_width: vw }
 }
@@ -475,7 +498,16 @@ fn reduction_trace(r: &ReductionNest, value: &dyn Fn(&str) -> i64) -> Option<Tra
         steps.push(Primitive::Unroll { loop_: format!("{l}_i") });
     }
     let loops: Vec<(String, i64)> = order.iter().map(|l| (l.clone(), extent_of[l])).collect();
-    parallel(&mut steps, &loops, value("parallel_depth") as usize)?;
+    let depth = value("parallel_depth") as usize;
+    let fused = parallel(&mut steps, &loops, depth)?;
+    if let Some(weight) = &r.big_weight {
+        let ahead = value("prefetch");
+        if ahead > 0 {
+            let outer: Vec<String> = std::iter::once(fused).chain(loops[depth..].iter().map(|l| l.0.clone())).collect();
+            let l = outer.get(ahead as usize - 1)?;
+            steps.push(Primitive::Prefetch { buffer: weight.clone(), loop_: l.clone() });
+        }
+    }
     Some(Trace(steps))
 }
 
@@ -483,8 +515,9 @@ fn reduction_trace(r: &ReductionNest, value: &dyn Fn(&str) -> i64) -> Option<Tra
 /// them: tuning measures one thread, which would not see the cost of too few.
 const MIN_PARALLEL: i64 = 16;
 
-/// Fuses the first `depth` of the outer `loops` (name, extent) into the parallel loop.
-fn parallel(steps: &mut Vec<Primitive>, loops: &[(String, i64)], depth: usize) -> Option<()> {
+/// Fuses the first `depth` of the outer `loops` (name, extent) into the parallel loop; its
+/// name.
+fn parallel(steps: &mut Vec<Primitive>, loops: &[(String, i64)], depth: usize) -> Option<String> {
     if depth == 0 || depth > loops.len() {
         return None;
     }
@@ -498,8 +531,8 @@ fn parallel(steps: &mut Vec<Primitive>, loops: &[(String, i64)], depth: usize) -
         steps.push(Primitive::Fuse { outer: fused.clone(), inner: l.clone() });
         fused = format!("{fused}_{l}");
     }
-    steps.push(Primitive::Parallel { loop_: fused });
-    Some(())
+    steps.push(Primitive::Parallel { loop_: fused.clone() });
+    Some(fused)
 }
 
 /// The layout knob's value; 0 when the space has none.
@@ -707,6 +740,30 @@ mod tests {
             }
         }
         assert_eq!(checked, 3, "second-axis tiles of the default point were refused");
+    }
+
+    /// Weights of a megabyte or more add the prefetch knob: its points look ahead along one
+    /// of the outer loops left after the parallel fusion, and apply.
+    #[test]
+    fn big_weights_add_a_prefetch_knob() {
+        let small = Space::new(&func(BLOCKED_CONV), 16, &[false, true, false]);
+        assert!(!small.knobs.iter().any(|k| k.name == "prefetch"), "147 KB of weights stay in the caches");
+        let big = func(&BLOCKED_CONV.replace("f32[64,64,3,3]", "f32[64,512,3,3]").replace("f32[1,4,10,10,16]", "f32[1,32,10,10,16]").replace("icb in 0..4", "icb in 0..32"));
+        let space = Space::new(&big, 16, &[false, true, false]);
+        let k = space.knobs.iter().position(|k| k.name == "prefetch").expect("1.2 MB of weights");
+        let mut point = space.default_point();
+        assert_eq!(space.knobs[k].choices[point[k]], 0, "the default point does not prefetch");
+        let (plain, _) = space.schedule(&big, &point).expect("the default point is valid");
+        let fused = plain.0.iter().find_map(|p| if let Primitive::Parallel { loop_ } = p { Some(loop_.clone()) } else { None }).unwrap();
+        point[k] = 1;
+        let (trace, g) = space.schedule(&big, &point).expect("prefetch along the parallel loop");
+        assert_eq!(trace.0[..plain.0.len()], plain.0[..], "the same schedule, then the prefetch");
+        assert_eq!(trace.0.last(), Some(&Primitive::Prefetch { buffer: "w".into(), loop_: fused.clone() }), "{}", trace.to_json());
+        assert!(ir::loops::print_func(&g).contains("prefetch %w["));
+        point[k] = 2;
+        if let Some((trace, _)) = space.schedule(&big, &point) {
+            assert!(matches!(trace.0.last(), Some(Primitive::Prefetch { loop_, .. }) if *loop_ != fused), "{}", trace.to_json());
+        }
     }
 
     #[test]

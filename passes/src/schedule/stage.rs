@@ -97,7 +97,7 @@ fn path_to(body: &[Stmt], at: VarId, out: &mut Vec<Frame>) -> bool {
                 }
                 out.pop();
             }
-            Stmt::Store { .. } => {}
+            Stmt::Store { .. } | Stmt::Prefetch { .. } => {}
         }
     }
     false

@@ -10,7 +10,7 @@
 use ir::loops::{BinOp, BufKind, Expr, Func, LoopKind, Stmt, VarId};
 
 /// The feature names, in vector order.
-pub const NAMES: [&str; 27] = [
+pub const NAMES: [&str; 28] = [
     "log_stores",
     "log_vector_stores",
     "log_loads",
@@ -38,6 +38,7 @@ pub const NAMES: [&str; 27] = [
     "log_intensity",
     "log_vector_parent_extent",
     "vector_not_innermost",
+    "log_prefetches",
 ];
 
 /// Data cache sizes in bytes, per core.
@@ -96,6 +97,7 @@ struct Acc {
     flops: f64,
     vector_parent: f64,
     vector_not_innermost: f64,
+    prefetches: f64,
 }
 
 fn log2(x: f64) -> f64 {
@@ -149,6 +151,7 @@ pub fn features(f: &Func, caches: Caches, vector_width: usize) -> Vec<f64> {
         log2(acc.flops) - log2(l1),
         acc.vector_parent / w,
         acc.vector_not_innermost / w,
+        log2(acc.prefetches),
     ]
 }
 
@@ -164,6 +167,7 @@ fn walk(f: &Func, body: &[Stmt], stack: &mut Vec<Frame>, guarded: bool, acc: &mu
             }
             Stmt::If { then, .. } => walk(f, then, stack, true, acc, loops, depth),
             Stmt::Store { buf, index, value } => store(f, *buf, index, value, stack, guarded, acc),
+            Stmt::Prefetch { .. } => acc.prefetches += stack.iter().map(|l| l.extent as f64).product::<f64>(),
         }
     }
 }
@@ -369,6 +373,8 @@ fn traffic(f: &Func, body: &[Stmt], ranges: &[(VarId, i64)], size: f64) -> f64 {
             }
             Stmt::If { then, .. } => traffic(f, then, ranges, size),
             Stmt::Store { .. } => stmt_footprint(f, s, ranges),
+            // What a prefetch brings in, the load it serves counts.
+            Stmt::Prefetch { .. } => 0.0,
         })
         .sum()
 }

@@ -210,3 +210,51 @@ fn ssh_worker_on_loopback() {
     let left: Vec<_> = std::fs::read_dir(&remote).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
     assert_eq!(left.len(), 1, "only the worker stays on the remote: {left:?}");
 }
+
+const MATVEC: &str = r#"func "matvec_3" {
+  param %w: f32[512,512]
+  param %x: f32[512]
+  param %y: f32[512]
+  for o in 0..512 {
+    %y[o] = 0.0
+    for k in 0..512 {
+      %y[o] = %y[o] + %w[o, k] * %x[k]
+    }
+  }
+}"#;
+
+/// A task with a megabyte of weights is timed with them evicted before each run: the job
+/// names them, the worker runs the cold path, and the output is still checked.
+#[test]
+fn big_weights_are_timed_cold() {
+    let func = ir::loops::parse_func(MATVEC).unwrap();
+    let constants = vec![true, false, false];
+    let target = target_id(&Target::host());
+    let task = Task { key: task_key(&func, &constants, &target), name: func.name.clone(), target, func, constants, weight: 1, flops: 2 * 512 * 512 };
+    assert_eq!(tune::task::cold_params(&task.func, &task.constants), vec![0]);
+    let scheduled = default_schedule(&task.func, Target::host().vector_width()).apply(&task.func).unwrap();
+
+    // What the measurer sends: a worker that saves its job and answers a timing.
+    let dir = temp("cold-job");
+    let job = dir.join("job.json");
+    let script = format!("cat > '{}'; echo '{{\"median_s\":0.001,\"mean_s\":0.001,\"std_s\":0.0,\"runs\":5}}'", job.display());
+    let mut fake = LocalMeasurer::new(Target::host(), vec!["sh".into(), "-c".into(), script]).unwrap();
+    fake.measure(&task, &scheduled).unwrap();
+    let sent: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&job).unwrap()).unwrap();
+    assert_eq!(sent["cold"], serde_json::json!([0]), "{sent}");
+
+    // The real worker times it cold, one run per sample, and computes the same output.
+    let mut m = local();
+    let stats = m.measure(&task, &scheduled).unwrap();
+    assert!(stats.median_s > 0.0 && stats.median_s.is_finite() && stats.runs == 5, "{stats:?}");
+    let want = interp_outputs(&task.func).unwrap();
+    let got = m.outputs(&task, &scheduled, 7).unwrap();
+    let close = want.chunks_exact(4).zip(got.chunks_exact(4)).all(|(x, y)| {
+        let (x, y) = (f32::from_le_bytes(x.try_into().unwrap()), f32::from_le_bytes(y.try_into().unwrap()));
+        (x - y).abs() <= 1e-3 * (1.0 + x.abs())
+    });
+    assert!(got.len() == want.len() && close, "the cold-timed kernel computes what the evaluator does");
+
+    // Small weights stay warm: nothing to evict.
+    assert!(tune::task::cold_params(&conv_task().func, &conv_task().constants).is_empty());
+}

@@ -24,8 +24,9 @@ pub fn build_library(func: &Func, target: &Target, dir: &Path, name: &str) -> Re
     linked.map(|_| dir.join(lib))
 }
 
-/// The job that runs `func` from `library` (a path on the worker's machine).
-pub fn job(func: &Func, library: &str, seed: u64, timing: &Timing, outputs: Option<Outputs>) -> Job {
+/// The job that runs `func` from `library` (a path on the worker's machine), with the
+/// parameters `cold` evicted before each timed run.
+pub fn job(func: &Func, library: &str, seed: u64, timing: &Timing, outputs: Option<Outputs>, cold: &[usize]) -> Job {
     Job {
         library: library.to_string(),
         symbol: SYMBOL.into(),
@@ -33,6 +34,7 @@ pub fn job(func: &Func, library: &str, seed: u64, timing: &Timing, outputs: Opti
         parallel_extent: parallel_extent(func),
         seed,
         timing: timing.clone(),
+        cold: cold.to_vec(),
         outputs,
         fault: None,
     }

@@ -17,6 +17,10 @@ pub struct Job {
     /// Seed of the arguments (see `inputs`).
     pub seed: u64,
     pub timing: Timing,
+    /// Parameters evicted from every cache level before each timed run (a task's big
+    /// weights, see `task::cold_params`); each run is then timed alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cold: Vec<usize>,
     /// When set, run once and write the written parameters' bytes (in parameter order) to
     /// `path` instead of timing.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,7 +11,7 @@ use super::build::{build_library, job};
 use super::job::{Fault, Outputs, Reply, Timing};
 use super::{reply, run_with_timeout, timed, Measurer, Stats};
 use crate::inputs::written_params;
-use crate::task::Task;
+use crate::task::{cold_params, Task};
 
 pub struct LocalMeasurer {
     pub target: Target,
@@ -39,14 +39,14 @@ impl LocalMeasurer {
         Ok(LocalMeasurer { target, worker, timeout: Duration::from_secs(10), timing: Timing::default(), inject: None, dir, jobs: 0, timings: 0 })
     }
 
-    fn run(&mut self, func: &Func, seed: u64, outputs_wanted: bool) -> Result<Reply, String> {
+    fn run(&mut self, func: &Func, seed: u64, outputs_wanted: bool, cold: &[usize]) -> Result<Reply, String> {
         let n = self.jobs;
         self.jobs += 1;
         let name = format!("k{n}");
         let library = build_library(func, &self.target, &self.dir, &name)?;
         let out_path = self.dir.join(format!("{name}.out"));
         let outputs = outputs_wanted.then(|| Outputs { path: out_path.display().to_string(), written: written_params(func) });
-        let mut job = job(func, &library.display().to_string(), seed, &self.timing, outputs);
+        let mut job = job(func, &library.display().to_string(), seed, &self.timing, outputs, cold);
         if !outputs_wanted {
             job.fault = self.inject.as_mut().and_then(|f| f(self.timings));
             self.timings += 1;
@@ -67,13 +67,13 @@ pub(crate) fn unique() -> usize {
 }
 
 impl Measurer for LocalMeasurer {
-    fn measure(&mut self, _task: &Task, scheduled: &Func) -> Result<Stats, String> {
-        timed(self.run(scheduled, 1, false))
+    fn measure(&mut self, task: &Task, scheduled: &Func) -> Result<Stats, String> {
+        timed(self.run(scheduled, 1, false, &cold_params(&task.func, &task.constants)))
     }
 
     fn outputs(&mut self, _task: &Task, scheduled: &Func, seed: u64) -> Result<Vec<u8>, String> {
         let n = self.jobs;
-        self.run(scheduled, seed, true)?;
+        self.run(scheduled, seed, true, &[])?;
         let path = self.dir.join(format!("k{n}.out"));
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()));
         let _ = std::fs::remove_file(&path);

@@ -16,7 +16,7 @@ use super::job::{Fault, Outputs, Reply, Timing};
 use super::local::unique;
 use super::{reply, run_with_timeout, timed, Measurer, Stats};
 use crate::inputs::written_params;
-use crate::task::Task;
+use crate::task::{cold_params, Task};
 
 pub struct SshMeasurer {
     pub target: Target,
@@ -121,7 +121,7 @@ impl SshMeasurer {
         Ok(())
     }
 
-    fn run(&mut self, func: &Func, seed: u64, outputs_wanted: bool) -> Result<Reply, String> {
+    fn run(&mut self, func: &Func, seed: u64, outputs_wanted: bool, cold: &[usize]) -> Result<Reply, String> {
         self.prepare()?;
         let n = self.jobs;
         self.jobs += 1;
@@ -131,7 +131,7 @@ impl SshMeasurer {
         let _ = std::fs::remove_file(&library);
         copied?;
         let outputs = outputs_wanted.then(|| Outputs { path: self.remote(&format!("{name}.out")), written: written_params(func) });
-        let mut job = job(func, &self.remote(&format!("{name}.so")), seed, &self.timing, outputs);
+        let mut job = job(func, &self.remote(&format!("{name}.so")), seed, &self.timing, outputs, cold);
         if !outputs_wanted {
             job.fault = self.inject.as_mut().and_then(|f| f(self.timings));
             self.timings += 1;
@@ -162,13 +162,13 @@ impl SshMeasurer {
 }
 
 impl Measurer for SshMeasurer {
-    fn measure(&mut self, _task: &Task, scheduled: &Func) -> Result<Stats, String> {
-        timed(self.run(scheduled, 1, false))
+    fn measure(&mut self, task: &Task, scheduled: &Func) -> Result<Stats, String> {
+        timed(self.run(scheduled, 1, false, &cold_params(&task.func, &task.constants)))
     }
 
     fn outputs(&mut self, _task: &Task, scheduled: &Func, seed: u64) -> Result<Vec<u8>, String> {
         let n = self.jobs;
-        self.run(scheduled, seed, true)?;
+        self.run(scheduled, seed, true, &[])?;
         let local = self.local_dir.join(format!("k{n}.out"));
         let remote = self.remote(&format!("k{n}.out"));
         self.scp(&format!("{}:{remote}", self.destination), &local.display().to_string())?;
