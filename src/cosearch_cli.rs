@@ -227,6 +227,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
         c.population = args.population();
         c.generations = args.generations();
         c.gap_lambda = args.gap_weight;
+        c.restarts = args.restarts.max(1);
         c
     };
     let partitions: Vec<Partition> = resolutions.iter().map(|&r| Partition { width, r }).collect();
@@ -243,7 +244,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
 
     // The co-search.
     let start = Instant::now();
-    let mut progress = Progress::new(args.generations() as u64, "co-search");
+    let mut progress = Progress::new(evolution(limit, resolutions.clone()).steps() as u64 - 1, "co-search");
     let result = run_cosearch(&cosearch_config(limit), &mut oracle, &latency_tuned, &mut |g| {
         progress.update(g.generation as u64, g.generation as u64, &progress_line(g))
     })
@@ -270,7 +271,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
     if let Some(default) = &default_table {
         let b_start = Instant::now();
         let latency_default = |a: &ArchConfig| predict(default, a, width);
-        let mut progress = Progress::new(args.generations() as u64, "baseline");
+        let mut progress = Progress::new(evolution(limit, resolutions.clone()).steps() as u64 - 1, "baseline");
         let b = evolve(&evolution(limit, resolutions.clone()), &mut oracle, &latency_default, &mut |g| {
             progress.update(g.generation as u64, g.generation as u64, &progress_line(g))
         })
@@ -497,7 +498,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
          | accuracy oracle | `{}` |\n\
          | score | A_val - {} x max(0, A_train - A_val) (gap weight {}) |\n\
          | partitions | by resolution at w{width:?}: {} samples each; kept: among those with at least {:.0} % of samples within the budget, the highest {:.0}th-percentile score of those samples |\n\
-         | evolution | OFA's: population {}, {} generations, seed {} |\n\
+         | evolution | OFA's: population {}, {} generations, seed {}{} |\n\
          | co-search time | {cosearch_s:.1} s ({} architectures evaluated in its evolution; {} distinct architectures asked of the oracle by all the searches of this run) |\n\n",
         cpu_name(),
         llvm_backend::Target::host().cpu,
@@ -515,6 +516,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
         args.population(),
         args.generations(),
         args.seed,
+        if args.restarts > 1 { format!("; {} runs (seeds {} to {}), the best kept, for every search", args.restarts, args.seed, args.seed + args.restarts as u64 - 1) } else { String::new() },
         result.evolution.evaluated.len(),
         oracle.calls,
     );

@@ -208,6 +208,11 @@ pub struct SearchArgs {
     pub search_only: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Independent runs of every evolutionary search (seeds seed, seed + 1, ...), the best
+    /// kept: one run of OFA's search can miss what another seed finds. With
+    /// --compare-baseline both searches get them.
+    #[arg(long, default_value_t = 1)]
+    pub restarts: usize,
     /// Generations (default: OFA's 500; 6 with a supernet: oracle, which measures each
     /// architecture on the dataset).
     #[arg(long = "generations")]
@@ -624,12 +629,13 @@ pub fn search(args: SearchArgs) -> CliResult<()> {
     config.population = args.population();
     config.generations = args.generations();
     config.gap_lambda = args.gap_weight;
+    config.restarts = args.restarts.max(1);
     std::fs::create_dir_all(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
 
     let width = args.width;
     let latency = |a: &ArchConfig| -> nas::Result<f64> { table.predict(&nas::decompose(a, width)?) };
     let start = Instant::now();
-    let mut progress = Progress::new(args.generations() as u64, "search");
+    let mut progress = Progress::new(config.steps() as u64 - 1, "search");
     let result = evolve(&config, oracle.as_mut(), &latency, &mut |g| {
         progress.update(
             g.generation as u64,
