@@ -69,6 +69,13 @@ pub struct Buffer {
     pub layout: Option<Layout>,
 }
 
+impl Buffer {
+    /// The bytes it holds.
+    pub fn bytes(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.dtype.size_bytes()
+    }
+}
+
 /// A rearrangement of a tensor: view it (row-major, no data moves) with shape `view`, then
 /// transpose: axis `j` of the result is axis `perm[j]` of the view. Blocking the output
 /// channels of an OIHW weight by 16 is view [O/16, 16, I, H, W], perm [0, 2, 3, 4, 1].

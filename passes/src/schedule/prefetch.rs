@@ -31,8 +31,8 @@ type Result<T> = std::result::Result<T, String>;
 
 pub(super) fn prefetch(f: &mut Func, buffer: &str, loop_name: &str) -> Result<()> {
     let buf = f.buffer_named(buffer).ok_or_else(|| format!("no buffer named {buffer}"))?;
-    let var = f.var_named(loop_name).filter(|&v| find_loop(&f.body, v).is_some()).ok_or_else(|| format!("no loop named {loop_name}"))?;
-    let outer = find_loop(&f.body, var).expect("found above");
+    let outer = f.var_named(loop_name).and_then(|v| find_loop(&f.body, v)).ok_or_else(|| format!("no loop named {loop_name}"))?;
+    let var = outer.var;
     if !matches!(outer.kind, LoopKind::Serial | LoopKind::Parallel) {
         return Err(format!("loop {loop_name} is {}: prefetch looks ahead along a serial or parallel loop", outer.kind.name()));
     }
@@ -44,15 +44,15 @@ pub(super) fn prefetch(f: &mut Func, buffer: &str, loop_name: &str) -> Result<()
         return Err(format!("loop {loop_name} does not read %{buffer}"));
     }
     for (at, index) in placed {
-        insert(&mut f.body, at, Stmt::Prefetch { buf, index });
+        insert(&mut f.body, at, &Stmt::Prefetch { buf, index });
     }
     Ok(())
 }
 
-/// Finds every load of `buf` in `body` and where its look-ahead goes: (loop, index).
 /// The loops from the look-ahead loop down to a statement: variable, extent, kind.
 type Stack = Vec<(VarId, i64, LoopKind)>;
 
+/// Finds every load of `buf` in `body` and where its look-ahead goes: (loop, index).
 fn collect(body: &[Stmt], buf: BufId, next: &Expr, var: VarId, stack: &mut Stack, out: &mut Vec<(VarId, Vec<Expr>)>) {
     for s in body {
         match s {
@@ -74,7 +74,7 @@ fn collect(body: &[Stmt], buf: BufId, next: &Expr, var: VarId, stack: &mut Stack
     }
 }
 
-fn loads(e: &Expr, buf: BufId, next: &Expr, var: VarId, stack: &[(VarId, i64, LoopKind)], out: &mut Vec<(VarId, Vec<Expr>)>) {
+fn loads(e: &Expr, buf: BufId, next: &Expr, var: VarId, stack: &Stack, out: &mut Vec<(VarId, Vec<Expr>)>) {
     e.walk(&mut |x| {
         let Expr::Load { buf: b, index } = x else { return };
         if *b != buf {
@@ -112,15 +112,15 @@ fn loads(e: &Expr, buf: BufId, next: &Expr, var: VarId, stack: &[(VarId, i64, Lo
 }
 
 /// Puts `s` first in the body of loop `at`.
-fn insert(body: &mut [Stmt], at: VarId, s: Stmt) -> bool {
+fn insert(body: &mut [Stmt], at: VarId, s: &Stmt) -> bool {
     for st in body.iter_mut() {
         let found = match st {
             Stmt::For(l) if l.var == at => {
                 l.body.insert(0, s.clone());
                 true
             }
-            Stmt::For(l) => insert(&mut l.body, at, s.clone()),
-            Stmt::If { then, .. } => insert(then, at, s.clone()),
+            Stmt::For(l) => insert(&mut l.body, at, s),
+            Stmt::If { then, .. } => insert(then, at, s),
             Stmt::Store { .. } | Stmt::Prefetch { .. } => false,
         };
         if found {

@@ -285,7 +285,7 @@ fn reduction_nest(f: &Func, constants: &[bool]) -> Option<ReductionNest> {
         .enumerate()
         .filter(|&(p, _)| constants.get(p).copied().unwrap_or(false))
         .map(|(_, &b)| f.buffer(b))
-        .map(|b| (b.shape.iter().product::<usize>() * b.dtype.size_bytes(), b.name.clone()))
+        .map(|b| (b.bytes(), b.name.clone()))
         .filter(|(bytes, _)| *bytes >= BIG_WEIGHT_BYTES)
         .max()
         .map(|(_, name)| name);

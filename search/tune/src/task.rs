@@ -65,13 +65,7 @@ pub fn task_key(func: &Func, constants: &[bool], target: &str) -> String {
 pub fn cold_params(func: &Func, constants: &[bool]) -> Vec<usize> {
     let params = func.params();
     let consts: Vec<usize> = (0..params.len()).filter(|&i| constants.get(i).copied().unwrap_or(false)).collect();
-    let bytes: usize = consts
-        .iter()
-        .map(|&i| {
-            let b = func.buffer(params[i]);
-            b.shape.iter().product::<usize>() * b.dtype.size_bytes()
-        })
-        .sum();
+    let bytes: usize = consts.iter().map(|&i| func.buffer(params[i]).bytes()).sum();
     if bytes >= passes::schedule::space::BIG_WEIGHT_BYTES {
         consts
     } else {

@@ -372,7 +372,7 @@ fn compare(func: &Func, want: &[u8], got: &[u8]) -> std::result::Result<(), Stri
     let mut at = 0;
     for i in written_params(func) {
         let b = func.buffer(params[i]);
-        let n: usize = b.shape.iter().product::<usize>() * b.dtype.size_bytes();
+        let n = b.bytes();
         let (w, g) = (&want[at..at + n], &got[at..at + n]);
         if b.dtype == ir::DType::F32 {
             for (k, (wc, gc)) in w.chunks_exact(4).zip(g.chunks_exact(4)).enumerate() {

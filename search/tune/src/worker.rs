@@ -118,8 +118,14 @@ fn serve(text: &str) -> Result<Reply, String> {
         return Ok(Reply::Written { written_bytes: bytes.len() });
     }
     if !job.cold.is_empty() {
-        let cold: Vec<(*const u8, usize)> =
-            job.cold.iter().filter_map(|&i| Some((buffers.get(i)?.ptr as *const u8, *sizes.get(i)?))).collect();
+        let cold = job
+            .cold
+            .iter()
+            .map(|&i| match (buffers.get(i), sizes.get(i)) {
+                (Some(b), Some(&n)) => Ok((b.ptr as *const u8, n)),
+                _ => Err(format!("cold parameter {i}: the kernel has {} parameters", buffers.len())),
+            })
+            .collect::<Result<Vec<(*const u8, usize)>, String>>()?;
         return Ok(Reply::Timed(time_cold(&call, &cold, &job.timing)));
     }
     Ok(Reply::Timed(time(&call, &job.timing)))
@@ -161,24 +167,25 @@ fn time_cold(call: &dyn Fn(), cold: &[(*const u8, usize)], t: &crate::measure::j
         call();
         s.elapsed().as_secs_f64()
     };
-    let start = Instant::now();
-    let mut runs = 0u64;
-    while runs < 2 || start.elapsed().as_secs_f64() < t.warmup_s {
-        run();
-        runs += 1;
-    }
+    warm_up(&|| _ = run(), t.warmup_s);
     stats((0..t.repeats.max(1)).map(|_| run()).collect())
 }
 
-fn time(call: &dyn Fn(), t: &crate::measure::job::Timing) -> Stats {
-    // Warm up for warmup_s (at least two runs), which also estimates one run's time.
+/// Runs `call` for `seconds` (at least twice: caches, page faults, frequency); the mean time
+/// of a run.
+fn warm_up(call: &dyn Fn(), seconds: f64) -> f64 {
     let start = Instant::now();
     let mut runs = 0u64;
-    while runs < 2 || start.elapsed().as_secs_f64() < t.warmup_s {
+    while runs < 2 || start.elapsed().as_secs_f64() < seconds {
         call();
         runs += 1;
     }
-    let estimate = (start.elapsed().as_secs_f64() / runs as f64).max(1e-8);
+    start.elapsed().as_secs_f64() / runs as f64
+}
+
+fn time(call: &dyn Fn(), t: &crate::measure::job::Timing) -> Stats {
+    // The warm-up also estimates one run's time.
+    let estimate = warm_up(call, t.warmup_s).max(1e-8);
     let inner = ((t.min_repeat_s / estimate).ceil() as u64).clamp(1, 1_000_000);
     let samples: Vec<f64> = (0..t.repeats.max(1))
         .map(|_| {

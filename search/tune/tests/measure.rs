@@ -257,4 +257,14 @@ fn big_weights_are_timed_cold() {
 
     // Small weights stay warm: nothing to evict.
     assert!(tune::task::cold_params(&conv_task().func, &conv_task().constants).is_empty());
+
+    // A job naming a parameter the kernel does not have is answered with an error.
+    let library = tune::measure::build::build_library(&scheduled, &Target::host(), &dir, "k").unwrap();
+    let bad = tune::measure::build::job(&scheduled, &library.display().to_string(), 1, &m.timing, None, &[9]);
+    let mut child = Command::new(WORKER).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), serde_json::to_string(&bad).unwrap().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(reply.contains("cold parameter 9: the kernel has 3 parameters"), "{reply}");
 }
