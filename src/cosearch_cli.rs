@@ -67,13 +67,18 @@ fn schedules_of(graph: &ir::Graph, records: &tune::RecordFile) -> CliResult<(Str
     Ok((text, tasks.len(), missing, covered as f64 / flops.max(1) as f64))
 }
 
+/// The best architecture the evolutionary search found in partition `i`, if it ran there.
+fn searched_best(r: &CoSearchResult, i: usize) -> Option<&Candidate> {
+    r.searched.iter().find(|(j, _)| *j == i).map(|(_, c)| c)
+}
+
 fn partitions_csv(r: &CoSearchResult) -> String {
     let mut s =
-        String::from("width,r,samples,feasible,share,latency_min_ms,latency_median_ms,latency_max_ms,score_q90,score_median,chosen\n");
+        String::from("width,r,samples,feasible,share,latency_min_ms,latency_median_ms,latency_max_ms,score_q90,score_median,searched_best_score,chosen\n");
     for (i, p) in r.partitions.iter().enumerate() {
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
         s.push_str(&format!(
-            "{:?},{},{},{},{:.4},{:.4},{:.4},{:.4},{},{},{}\n",
+            "{:?},{},{},{},{:.4},{:.4},{:.4},{:.4},{},{},{},{}\n",
             p.partition.width,
             p.partition.r,
             p.samples,
@@ -84,6 +89,7 @@ fn partitions_csv(r: &CoSearchResult) -> String {
             p.latency_max,
             opt(p.score_quantile),
             opt(p.score_median),
+            opt(searched_best(r, i).map(|c| c.score)),
             (i == r.chosen) as u8
         ));
     }
@@ -106,6 +112,8 @@ fn partition_json(r: &CoSearchResult, budget: f64) -> String {
                 "latency_median_ms": p.latency_median,
                 "score_q90": p.score_quantile,
                 "best_arch": p.best.as_ref().map(|b| b.arch.to_compact()),
+                "searched_best_arch": searched_best(r, i).map(|c| c.arch.to_compact()),
+                "searched_best_score": searched_best(r, i).map(|c| c.score),
                 "chosen": i == r.chosen,
             })
             .to_string()
@@ -236,6 +244,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
         c.samples = args.partition_samples;
         c.min_share = args.min_share;
         c.quantile = QUANTILE;
+        c.searched = args.search_partitions.max(1);
         c
     };
     let latency_tuned = |p: &Partition, a: &ArchConfig| predict(&tuned, a, p.width);
@@ -244,18 +253,24 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
 
     // The co-search.
     let start = Instant::now();
-    let mut progress = Progress::new(evolution(limit, resolutions.clone()).steps() as u64 - 1, "co-search");
+    // Each searched partition's generations count on from the previous one's; the bar's end
+    // is where all searches run to the end.
+    let searches = args.search_partitions.clamp(1, partitions.len());
+    let mut progress = Progress::new((evolution(limit, resolutions.clone()).steps() * searches) as u64, "co-search");
+    let mut step = 0u64;
     let result = run_cosearch(&cosearch_config(limit), &mut oracle, &latency_tuned, &mut |g| {
-        progress.update(g.generation as u64, g.generation as u64, &progress_line(g))
+        step += 1;
+        progress.update(step, step, &progress_line(g))
     })
     .map_err(|e| e.to_string())?;
     progress.finish();
     let cosearch_s = start.elapsed().as_secs_f64();
     let best = result.best().clone();
     eprintln!(
-        "co-search: partition {} chosen of {}; {} generations of {} in {cosearch_s:.1} s, {} architectures evaluated; best {} val_acc {:.6} predicted {:.3} ms",
+        "co-search: partition {} chosen of {} ({} searched); {} generations of {} in {cosearch_s:.1} s, {} architectures evaluated; best {} val_acc {:.6} predicted {:.3} ms",
         result.partition(),
         resolutions.len(),
+        result.searched.len(),
         args.generations(),
         args.population(),
         result.evolution.evaluated.len(),
@@ -520,10 +535,13 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
         result.evolution.evaluated.len(),
         oracle.calls,
     );
-    md.push_str("## Partitions (samples, tuned-table latency)\n\n| width | r | within budget | median ms | q90 score | chosen |\n|---|---|---|---|---|---|\n");
+    md.push_str(&format!(
+        "## Partitions (samples, tuned-table latency)\n\nThe evolutionary search ran in the {} best-ranked partition(s) by the samples' q90 score; the best of its winners is kept.\n\n| width | r | within budget | median ms | q90 score | search's best score | chosen |\n|---|---|---|---|---|---|---|\n",
+        args.search_partitions.max(1)
+    ));
     for (i, p) in result.partitions.iter().enumerate() {
         md.push_str(&format!(
-            "| {:?} | {} | {}/{} ({:.0} %) | {:.3} | {} | {} |\n",
+            "| {:?} | {} | {}/{} ({:.0} %) | {:.3} | {} | {} | {} |\n",
             p.partition.width,
             p.partition.r,
             p.feasible,
@@ -531,6 +549,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
             p.share * 100.0,
             p.latency_median,
             p.score_quantile.map_or("-".into(), |s| format!("{s:.6}")),
+            searched_best(&result, i).map_or("-".into(), |c| format!("{:.6}", c.score)),
             if i == result.chosen { "**yes**" } else { "" }
         ));
     }

@@ -198,6 +198,11 @@ pub struct SearchArgs {
     /// chosen.
     #[arg(long, default_value_t = 0.05)]
     pub min_share: f64,
+    /// Co-search: how many of the best-ranked partitions the evolutionary search runs in,
+    /// the best winner kept (1: the paper's method, the search in the one partition the
+    /// samples rank first).
+    #[arg(long, default_value_t = 2)]
+    pub search_partitions: usize,
     /// Co-search with --compare-baseline: bisection steps on the budget to find the
     /// co-search's architecture at the baseline's accuracy.
     #[arg(long, default_value_t = 6)]

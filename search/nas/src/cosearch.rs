@@ -19,7 +19,11 @@
 //!    hyper-parameters) restricted to the partition (its resolution only), each network's
 //!    latency the sum of its blocks' latencies under their tuned schedules, the score
 //!    `A_val - lambda * max(0, A_train - A_val)` when the oracle gives training accuracy
-//!    ([`crate::evolution::score`]).
+//!    ([`crate::evolution::score`]). With `searched` above 1 (the default is 2) the search
+//!    runs in that many of the best-ranked eligible partitions and the best winner is kept:
+//!    the samples rank partitions by what random networks score, and near a resolution's
+//!    edge (r176 against r192 at a tight budget, say) that ranking can differ from what an
+//!    evolutionary search reaches in them. `searched = 1` is the paper's method.
 //!
 //! Oracle answers are cached per architecture ([`CachedOracle`]), so partition samples, the
 //! evolution and repeated searches (at several budgets) ask the oracle once per network.
@@ -74,15 +78,19 @@ pub struct CoSearchConfig {
     pub min_share: f64,
     /// The quantile of the feasible samples' scores that ranks partitions.
     pub quantile: f64,
+    /// How many of the best-ranked eligible partitions the evolutionary search runs in (at
+    /// least 1); the best of their winners is kept.
+    pub searched: usize,
     /// The evolutionary search (its budget, gap weight, seed and hyper-parameters); its
-    /// resolutions are replaced by the chosen partition's.
+    /// resolutions are replaced by each searched partition's.
     pub evolution: EvolutionConfig,
 }
 
 impl CoSearchConfig {
-    /// The defaults: 200 samples per partition, a 5 % share, the 0.9 quantile.
+    /// The defaults: 200 samples per partition, a 5 % share, the 0.9 quantile, the search
+    /// in the best two partitions.
     pub fn new(partitions: Vec<Partition>, evolution: EvolutionConfig) -> CoSearchConfig {
-        CoSearchConfig { partitions, samples: 200, min_share: 0.05, quantile: 0.9, evolution }
+        CoSearchConfig { partitions, samples: 200, min_share: 0.05, quantile: 0.9, searched: 2, evolution }
     }
 }
 
@@ -90,8 +98,13 @@ impl CoSearchConfig {
 #[derive(Debug, Clone)]
 pub struct CoSearchResult {
     pub partitions: Vec<PartitionStats>,
-    /// Index of the chosen partition in `partitions`.
+    /// The partitions the evolutionary search ran in (indices into `partitions`, best-ranked
+    /// first) and the best architecture it found in each.
+    pub searched: Vec<(usize, Candidate)>,
+    /// Index in `partitions` of the partition whose search won.
     pub chosen: usize,
+    /// The winning search: its best and its generations; `evaluated` holds every
+    /// architecture evaluated in all searched partitions.
     pub evolution: EvolutionResult,
 }
 
@@ -145,13 +158,15 @@ fn quantile(v: &[f64], q: f64) -> f64 {
     v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
-/// Samples every partition and picks one (see the module docs). `latency` predicts a
+/// Samples every partition and ranks them (see the module docs), best first; the ranking
+/// holds the partitions whose smallest network fits the budget (where no sample fits
+/// anywhere, the one whose smallest network is fastest comes first). `latency` predicts a
 /// network's latency (ms) in a partition's width.
-pub fn choose_partition(
+pub fn rank_partitions(
     config: &CoSearchConfig,
     oracle: &mut dyn AccuracyOracle,
     latency: &dyn Fn(&Partition, &ArchConfig) -> Result<f64>,
-) -> Result<(usize, Vec<PartitionStats>)> {
+) -> Result<(Vec<usize>, Vec<PartitionStats>)> {
     if config.partitions.is_empty() {
         return Err(NasError::Arch("co-search: no partitions (resolutions) to search".into()));
     }
@@ -193,56 +208,86 @@ pub fn choose_partition(
     }
     let eligible = |s: &PartitionStats| s.feasible > 0 && s.share >= config.min_share;
     // Best first: (eligible, quantile score when eligible, share, lower resolution).
-    let better = |a: &PartitionStats, b: &PartitionStats| -> bool {
+    let order = |a: &PartitionStats, b: &PartitionStats| -> std::cmp::Ordering {
         let key =
             |s: &PartitionStats| (eligible(s), if eligible(s) { s.score_quantile.unwrap_or(f64::NEG_INFINITY) } else { 0.0 }, s.share);
         let (ka, kb) = (key(a), key(b));
-        if ka.0 != kb.0 {
-            return ka.0;
-        }
-        if ka.1 != kb.1 {
-            return ka.1 > kb.1;
-        }
-        if ka.2 != kb.2 {
-            return ka.2 > kb.2;
-        }
-        a.partition.r < b.partition.r
+        kb.0.cmp(&ka.0).then(kb.1.total_cmp(&ka.1)).then(kb.2.total_cmp(&ka.2)).then(a.partition.r.cmp(&b.partition.r))
     };
-    let mut chosen = 0;
-    for i in 1..stats.len() {
-        if better(&stats[i], &stats[chosen]) {
-            chosen = i;
-        }
-    }
-    if stats[chosen].feasible == 0 {
+    let mut ranking: Vec<usize> = (0..stats.len()).collect();
+    ranking.sort_by(|&a, &b| order(&stats[a], &stats[b]));
+    let smallest: Vec<f64> = config.partitions.iter().map(|p| latency(p, &ArchConfig::min(p.r))).collect::<Result<_>>()?;
+    if stats[ranking[0]].feasible == 0 {
         // No sample fits anywhere: the partition whose smallest network is fastest, if that fits.
-        let smallest: Vec<f64> = config.partitions.iter().map(|p| latency(p, &ArchConfig::min(p.r))).collect::<Result<_>>()?;
         let (i, l) = smallest.iter().enumerate().fold((0, f64::INFINITY), |b, (i, &l)| if l < b.1 { (i, l) } else { b });
         if l > budget {
             return Err(NasError::Arch(format!(
                 "the latency budget {budget} ms is below the smallest network's predicted latency {l:.3} ms"
             )));
         }
-        chosen = i;
+        ranking.retain(|&j| j != i);
+        ranking.insert(0, i);
     }
-    Ok((chosen, stats))
+    // A partition whose smallest network is over the budget cannot be searched. One where
+    // no sample fits but its smallest networks do stays, last: the evolution's initial
+    // population shrinks draws to fit, and at a tight budget such a partition's small
+    // networks can beat a lower resolution's larger ones.
+    ranking.retain(|&i| smallest[i] <= budget);
+    Ok((ranking, stats))
 }
 
-/// Runs the co-search: the partition, then the evolutionary search in it. `on_generation`
-/// is called after the initial population and after each generation.
+/// Samples every partition and picks one (see the module docs): the best-ranked.
+pub fn choose_partition(
+    config: &CoSearchConfig,
+    oracle: &mut dyn AccuracyOracle,
+    latency: &dyn Fn(&Partition, &ArchConfig) -> Result<f64>,
+) -> Result<(usize, Vec<PartitionStats>)> {
+    let (ranking, stats) = rank_partitions(config, oracle, latency)?;
+    Ok((ranking[0], stats))
+}
+
+/// Runs the co-search: the partitions, then the evolutionary search in the best-ranked
+/// `searched` of them, the best winner kept (ties go to the better-ranked partition). A
+/// partition where the search cannot draw its population within the budget (few of its
+/// networks fit) is passed over for the next one. `on_generation` is called after the
+/// initial population and after each generation of each search.
 pub fn cosearch(
     config: &CoSearchConfig,
     oracle: &mut dyn AccuracyOracle,
     latency: &dyn Fn(&Partition, &ArchConfig) -> Result<f64>,
     on_generation: &mut dyn FnMut(&GenerationLog),
 ) -> Result<CoSearchResult> {
-    let (chosen, partitions) = choose_partition(config, oracle, latency)?;
-    let p = partitions[chosen].partition;
-    let mut evolution = config.evolution.clone();
-    evolution.resolutions = vec![p.r];
-    let in_partition = |a: &ArchConfig| latency(&p, a);
-    let result = evolve(&evolution, oracle, &in_partition, on_generation)?;
-    Ok(CoSearchResult { partitions, chosen, evolution: result })
+    let (ranking, partitions) = rank_partitions(config, oracle, latency)?;
+    let mut searched = Vec::new();
+    let mut winner: Option<(usize, EvolutionResult)> = None;
+    let mut evaluated = Vec::new();
+    let mut first_error = None;
+    for &i in &ranking {
+        if searched.len() == config.searched.max(1) {
+            break;
+        }
+        let p = partitions[i].partition;
+        let mut evolution = config.evolution.clone();
+        evolution.resolutions = vec![p.r];
+        let in_partition = |a: &ArchConfig| latency(&p, a);
+        let result = match evolve(&evolution, oracle, &in_partition, on_generation) {
+            Ok(r) => r,
+            Err(e) => {
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
+        searched.push((i, result.best.clone()));
+        evaluated.extend(result.evaluated.iter().cloned());
+        if winner.as_ref().is_none_or(|(_, w)| result.best.score > w.best.score) {
+            winner = Some((i, result));
+        }
+    }
+    let Some((chosen, mut evolution)) = winner else {
+        return Err(first_error.unwrap_or_else(|| NasError::Arch("co-search: no partition to search".into())));
+    };
+    evolution.evaluated = evaluated;
+    Ok(CoSearchResult { partitions, searched, chosen, evolution })
 }
 
 #[cfg(test)]
@@ -291,11 +336,16 @@ mod tests {
             let mut o = Synthetic { calls: 0 };
             let r = cosearch(&config(budget, 1, 0.0), &mut o, &latency, &mut |_| {}).unwrap();
             let p = r.partition();
-            assert!(r.evolution.evaluated.iter().all(|c| c.latency_ms <= budget && c.arch.r == p.r), "budget {budget}");
-            assert!(r.best().latency_ms <= budget);
+            let searched_r: Vec<u32> = r.searched.iter().map(|(i, _)| r.partitions[*i].partition.r).collect();
+            assert!(!searched_r.is_empty() && searched_r.len() <= 2 && searched_r.contains(&p.r));
+            assert!(r.evolution.evaluated.iter().all(|c| c.latency_ms <= budget && searched_r.contains(&c.arch.r)), "budget {budget}");
+            assert!(r.best().latency_ms <= budget && r.best().arch.r == p.r);
             assert!((r.best().latency_ms - latency(&p, &r.best().arch).unwrap()).abs() < 1e-12);
-            // The chosen partition is the best of the eligible ones, or no partition is.
-            let s = &r.partitions[r.chosen];
+            // The winner is the best of the searched partitions' bests.
+            assert!(r.searched.iter().all(|(_, b)| b.score <= r.best().score));
+            // The best-ranked partition is searched first and is the best of the eligible
+            // ones, or no partition is eligible.
+            let s = &r.partitions[r.searched[0].0];
             if s.share >= 0.05 {
                 for other in r.partitions.iter().filter(|o| o.share >= 0.05) {
                     assert!(other.score_quantile.unwrap() <= s.score_quantile.unwrap());
@@ -311,6 +361,27 @@ mod tests {
                     assert!(b.latency_ms <= budget && b.arch.r == st.partition.r);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn searching_one_partition_is_the_papers_method_and_more_never_score_lower() {
+        for budget in [6.0, 8.0, 12.0] {
+            let run = |searched: usize| {
+                let mut c = config(budget, 4, 0.0);
+                c.searched = searched;
+                let mut o = Synthetic { calls: 0 };
+                cosearch(&c, &mut o, &latency, &mut |_| {}).unwrap()
+            };
+            let (one, two, all) = (run(1), run(2), run(PREDICTOR_RESOLUTIONS.len()));
+            let mut o = Synthetic { calls: 0 };
+            let (first, _) = choose_partition(&config(budget, 4, 0.0), &mut o, &latency).unwrap();
+            assert_eq!((one.chosen, one.searched.len()), (first, 1), "budget {budget}");
+            // The same seed in the same partition finds the same network, so a wider search
+            // keeps it or finds better.
+            assert_eq!(two.searched[0], one.searched[0]);
+            assert!(two.best().score >= one.best().score && all.best().score >= two.best().score, "budget {budget}");
+            assert!(all.searched.len() >= two.searched.len());
         }
     }
 

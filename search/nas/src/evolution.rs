@@ -190,6 +190,80 @@ fn within_budget(
     Err(NasError::Arch(format!("no {what} within the latency budget of {} ms after {} draws", config.latency_budget_ms, config.max_tries)))
 }
 
+/// The next smaller choice in `choices` (ascending), if any.
+fn step_down(choices: &[u32], v: u32) -> Option<u32> {
+    choices.iter().rev().find(|&&c| c < v).copied()
+}
+
+/// A random architecture made to fit: drawn as OFA draws them, then, while over the budget,
+/// one of its larger choices (an active block's kernel or expand ratio, a stage's depth),
+/// picked at random, lowered one step. Where uniform draws rarely fit a tight budget (the
+/// initial population is then drawn this way, see `initial_population`), this keeps the
+/// draws' variety while landing near the budget, where the search climbs from. None: even
+/// the smallest network of the draw's resolution is over the budget.
+fn sample_shrunk(ev: &mut Evaluator, config: &EvolutionConfig, rng: &mut SplitMix64) -> Result<Option<(ArchConfig, f64)>> {
+    let mut arch = ArchConfig::sample(rng, &config.resolutions).normalized();
+    loop {
+        let l = ev.latency(&arch)?;
+        if l <= config.latency_budget_ms {
+            return Ok(Some((arch, l)));
+        }
+        // (block or stage, which gene): 0 kernel, 1 expand, 2 depth.
+        let mut larger: Vec<(usize, u8)> = Vec::new();
+        for i in (0..BLOCKS).filter(|&i| arch.is_active(i)) {
+            if step_down(&KERNELS, arch.ks[i]).is_some() {
+                larger.push((i, 0));
+            }
+            if step_down(&EXPANDS, arch.e[i]).is_some() {
+                larger.push((i, 1));
+            }
+        }
+        larger.extend((0..STAGES).filter(|&s| step_down(&DEPTHS, arch.d[s]).is_some()).map(|s| (s, 2)));
+        if larger.is_empty() {
+            return Ok(None);
+        }
+        let (i, gene) = larger[rng.below(larger.len())];
+        match gene {
+            0 => arch.ks[i] = step_down(&KERNELS, arch.ks[i]).expect("listed as larger"),
+            1 => arch.e[i] = step_down(&EXPANDS, arch.e[i]).expect("listed as larger"),
+            _ => arch.d[i] = step_down(&DEPTHS, arch.d[i]).expect("listed as larger"),
+        }
+        arch = arch.normalized();
+    }
+}
+
+/// The initial population: `n` uniform draws within the budget, as OFA draws them. When a
+/// draw does not fit within `max_tries` (a budget that only a small share of the space
+/// meets), that one and the rest are drawn by `sample_shrunk` instead.
+fn initial_population(ev: &mut Evaluator, config: &EvolutionConfig, rng: &mut SplitMix64, n: usize) -> Result<Vec<Candidate>> {
+    let mut population = Vec::with_capacity(n);
+    let mut shrink = false;
+    let resolutions = config.resolutions.clone();
+    while population.len() < n {
+        let drawn = if shrink {
+            match sample_shrunk(ev, config, rng)? {
+                Some(d) => d,
+                None => continue,
+            }
+        } else {
+            match within_budget(ev, config, "random architecture", &mut || ArchConfig::sample(rng, &resolutions)) {
+                Ok(d) => d,
+                Err(e) => {
+                    // Shrinking can only help if some smallest network fits.
+                    let smallest = resolutions.iter().map(|&r| ev.latency(&ArchConfig::min(r))).collect::<Result<Vec<f64>>>()?;
+                    if smallest.iter().all(|&l| l > config.latency_budget_ms) {
+                        return Err(e);
+                    }
+                    shrink = true;
+                    continue;
+                }
+            }
+        };
+        population.push(ev.evaluate(&drawn.0, drawn.1)?);
+    }
+    Ok(population)
+}
+
 fn mutate(rng: &mut SplitMix64, parent: &ArchConfig, config: &EvolutionConfig) -> ArchConfig {
     let mut a = parent.clone();
     if rng.next_f64() < config.resolution_mutate_prob {
@@ -304,12 +378,7 @@ fn evolve_once(
     let n = config.population;
     let parents_n = ((config.parent_ratio * n as f64).round() as usize).clamp(1, n);
     let mutations_n = ((config.mutation_ratio * n as f64).round() as usize).min(n);
-    let mut population = Vec::with_capacity(n + parents_n);
-    for _ in 0..n {
-        let resolutions = config.resolutions.clone();
-        let (arch, l) = within_budget(ev, config, "random architecture", &mut || ArchConfig::sample(&mut rng, &resolutions))?;
-        population.push(ev.evaluate(&arch, l)?);
-    }
+    let mut population = initial_population(ev, config, &mut rng, n)?;
     on_generation(&log_of(first, &population, ev.evaluated.len()));
     for generation in 1..=config.generations {
         sort_by_score(&mut population);
@@ -408,6 +477,24 @@ mod tests {
         assert_eq!(a.1, a.3);
         let c = run(4);
         assert_ne!(a.0.arch, c.0.arch);
+    }
+
+    #[test]
+    fn a_budget_few_random_networks_meet_starts_from_shrunk_draws() {
+        // Uniform draws almost never fit 3 ms (the smallest network is 2.1 ms at r160).
+        let mut c = config(3.0, 2);
+        c.max_tries = 200;
+        let mut o = Synthetic { calls: 0 };
+        let r = evolve(&c, &mut o, &latency, &mut |_| {}).unwrap();
+        assert!(r.evaluated.iter().all(|x| x.latency_ms <= 3.0));
+        // The initial population is varied, not the smallest network over and over.
+        let first: std::collections::HashSet<String> = r.evaluated.iter().take(c.population).map(|x| x.arch.to_compact()).collect();
+        assert_eq!(first.len(), c.population);
+        let smallest = o.evaluate(&ArchConfig::min(160)).unwrap().val;
+        assert!(r.best.score > smallest, "{} vs the smallest network's {smallest}", r.best.score);
+        // Below the smallest network there is nothing to shrink to: a clear error.
+        let e = evolve(&config(1.0, 2), &mut Synthetic { calls: 0 }, &latency, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("below the smallest network"), "{e}");
     }
 
     #[test]
