@@ -1,6 +1,8 @@
 //! End-to-end tests of the `chanasc` command line on the built-in example, and its answers
 //! to bad input: one clear line on stderr and a non-zero exit, never a panic.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -10,10 +12,8 @@ fn chanasc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chanasc")).args(args).output().expect("chanasc runs")
 }
 
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("chanasc-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tempdir(name: &str) -> support::TempDir {
+    support::TempDir::new(&format!("cli-{name}"))
 }
 
 fn stdout(o: &Output) -> String {
@@ -270,7 +270,6 @@ fn half_precision_runs_compiles_and_reads_f16_npy() {
     assert!(!wrong.status.success() && stderr(&wrong).contains("dtype differs"), "{}", stderr(&wrong));
 
     assert_clean_error(&chanasc(&["run", m, "--dtype", "f8"]), &["--dtype", "f8"]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// max|a-b| / max|b| of two f32 tensors of the same shape.

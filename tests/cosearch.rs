@@ -7,18 +7,15 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn chanasc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chanasc")).args(args).output().expect("chanasc runs")
 }
 
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("chanasc-cosearch-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tempdir(name: &str) -> support::TempDir {
+    support::TempDir::new(&format!("cosearch-{name}"))
 }
 
 fn stdout(o: &Output) -> String {
@@ -122,7 +119,6 @@ fn lut_merge_joins_tables_companions_and_records() {
         &["not both"],
     );
     assert_clean_error(&chanasc(&["lut", "merge", paths[0].to_str().unwrap(), "-o", paths[0].to_str().unwrap()]), &["one of the inputs"]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A co-search with the synthetic tables and the gap oracle, search only; its stdout.
@@ -244,7 +240,6 @@ fn cosearch_budget_determinism_and_gap_weight_with_a_command_oracle() {
         &["/no/d.yaml", "--default-lut"],
     );
     assert_clean_error(&with(&["--lut", lut.to_str().unwrap(), "--baseline", "--compare-baseline"]), &["options of the co-search"]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Quick timing settings for tests.
@@ -351,5 +346,4 @@ fn prescheduling_tunes_measures_and_its_records_compile_the_winner() {
     assert!(manifest["programs"].as_array().unwrap().len() >= sched.records.len());
     let summary = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
     assert!(summary.contains("Same budget") && summary.contains("baseline / co-design measured latency"), "{summary}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

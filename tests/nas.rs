@@ -6,7 +6,7 @@
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn chanasc(args: &[&str]) -> Output {
@@ -16,10 +16,8 @@ fn chanasc(args: &[&str]) -> Output {
         .expect("chanasc runs")
 }
 
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("chanasc-nas-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tempdir(name: &str) -> support::TempDir {
+    support::TempDir::new(&format!("nas-{name}"))
 }
 
 fn stdout(o: &Output) -> String {
@@ -189,7 +187,6 @@ fn exported_network_runs_and_matches_onnx_runtime() {
             std::fs::read(&model).unwrap()
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `chanasc info` on the largest and smallest w1.2 networks: MACs as the block list counts
@@ -224,7 +221,6 @@ fn info_reports_params_and_macs_of_the_extremes() {
             "{info}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -249,7 +245,6 @@ fn nas_blocks_lists_keys() {
         out.contains("Conv-input:224x224x3-output:112x112x16"),
         "{out}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -385,7 +380,6 @@ fn nas_eval_with_table_and_command_oracles() {
         &chanasc(&["nas", "eval", &a, "--lut", lut.to_str().unwrap()]),
         &["lut.yaml:2", "count"],
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -441,7 +435,6 @@ fn nas_eval_with_ofa_data() {
         ]),
         &["w1.2"],
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Fast timing settings for tests: a few runs, no cache flush.
@@ -515,7 +508,6 @@ fn lut_build_refuses_what_it_cannot_do_and_resumes_a_partial_table() {
     // A corrupt table is not silently replaced.
     std::fs::write(&out, "Conv-input:32x32x3-output:16x16x24:\n  count: x\n").unwrap();
     assert_clean_error(&build("3"), &["lut.yaml:2", "cannot resume"]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -621,5 +613,4 @@ fn lut_show_check_and_baseline_search_with_ofa_tables() {
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(summary.contains(&chosen.to_compact()) && summary.contains("| latency budget | 20 ms |"), "{summary}");
     assert!(summary.contains("measured latency (compiled winner, median)"), "{summary}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -93,3 +93,43 @@ pub fn kill_after_checkpoint(args: &[&str], checkpoint: &Path, limit_s: u64) {
     child.wait().unwrap();
     assert!(checkpoint.exists(), "no checkpoint within {limit_s} s");
 }
+
+/// A fresh folder for one test under the system's temp folder
+/// (`chanasc-NAME-PID`), removed when dropped, unless the test is failing (panicking):
+/// a failure's files stay there to look at.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("chanasc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
