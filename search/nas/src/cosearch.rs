@@ -20,7 +20,7 @@
 //!    latency the sum of its blocks' latencies under their tuned schedules, the score
 //!    `A_val - lambda * max(0, A_train - A_val)` when the oracle gives training accuracy
 //!    ([`crate::evolution::score`]). With `searched` above 1 (the default is 2) the search
-//!    runs in that many of the best-ranked eligible partitions and the best winner is kept:
+//!    runs in that many of the best-ranked partitions and the best winner is kept:
 //!    the samples rank partitions by what random networks score, and near a resolution's
 //!    edge (r176 against r192 at a tight budget, say) that ranking can differ from what an
 //!    evolutionary search reaches in them. `searched = 1` is the paper's method.
@@ -78,7 +78,7 @@ pub struct CoSearchConfig {
     pub min_share: f64,
     /// The quantile of the feasible samples' scores that ranks partitions.
     pub quantile: f64,
-    /// How many of the best-ranked eligible partitions the evolutionary search runs in (at
+    /// How many of the best-ranked partitions the evolutionary search runs in (at
     /// least 1); the best of their winners is kept.
     pub searched: usize,
     /// The evolutionary search (its budget, gap weight, seed and hyper-parameters); its
