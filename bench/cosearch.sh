@@ -5,7 +5,8 @@
 #   bash bench/cosearch.sh OUT RESOLUTIONS TRIALS_PER_TASK TUNING_SECONDS "BUDGET_MS ..."
 # e.g. bash bench/cosearch.sh target/cosearch 176,192 12 780 "8 10 13"
 # With BUDGETS empty it stops after pre-scheduling (and `lut show`); run again with budgets:
-# the build resumes (nothing left to do) and only the searches run.
+# the build resumes (nothing left to do) and only the searches run. SEARCH_ARGS adds options
+# to every search (e.g. SEARCH_ARGS="--restarts 4").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?output folder}
@@ -29,6 +30,6 @@ for B in $BUDGETS; do
   s=$(date +%s)
   "$BIN" search --space ofa-mbv3 --width 1.2 --arch host --latency-ms "$B" \
     --accuracy "predictor:$PRED" --lut "$OUT/lut.yaml" --records "$OUT/lut.records.jsonl" \
-    --compare-baseline --seed 0 -o "$OUT/search-$B" | tee "$OUT/search-$B.txt"
+    --compare-baseline --seed 0 ${SEARCH_ARGS:-} -o "$OUT/search-$B" | tee "$OUT/search-$B.txt"
   echo "search wall time: $(( $(date +%s) - s )) s" | tee -a "$OUT/search-$B.txt"
 done
