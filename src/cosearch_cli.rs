@@ -67,18 +67,18 @@ fn schedules_of(graph: &ir::Graph, records: &tune::RecordFile) -> CliResult<(Str
     Ok((text, tasks.len(), missing, covered as f64 / flops.max(1) as f64))
 }
 
-/// The best architecture the evolutionary search found in partition `i`, if it ran there.
-fn searched_best(r: &CoSearchResult, i: usize) -> Option<&Candidate> {
-    r.searched.iter().find(|(j, _)| *j == i).map(|(_, c)| c)
+/// The best architecture a probe or search (`runs`) found in partition `i`, if one ran there.
+fn best_in(runs: &[(usize, Candidate)], i: usize) -> Option<&Candidate> {
+    runs.iter().find(|(j, _)| *j == i).map(|(_, c)| c)
 }
 
 fn partitions_csv(r: &CoSearchResult) -> String {
     let mut s =
-        String::from("width,r,samples,feasible,share,latency_min_ms,latency_median_ms,latency_max_ms,score_q90,score_median,searched_best_score,chosen\n");
+        String::from("width,r,samples,feasible,share,latency_min_ms,latency_median_ms,latency_max_ms,score_q90,score_median,probe_best_score,searched_best_score,chosen\n");
     for (i, p) in r.partitions.iter().enumerate() {
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
         s.push_str(&format!(
-            "{:?},{},{},{},{:.4},{:.4},{:.4},{:.4},{},{},{},{}\n",
+            "{:?},{},{},{},{:.4},{:.4},{:.4},{:.4},{},{},{},{},{}\n",
             p.partition.width,
             p.partition.r,
             p.samples,
@@ -89,7 +89,8 @@ fn partitions_csv(r: &CoSearchResult) -> String {
             p.latency_max,
             opt(p.score_quantile),
             opt(p.score_median),
-            opt(searched_best(r, i).map(|c| c.score)),
+            opt(best_in(&r.probes, i).map(|c| c.score)),
+            opt(best_in(&r.searched, i).map(|c| c.score)),
             (i == r.chosen) as u8
         ));
     }
@@ -112,8 +113,9 @@ fn partition_json(r: &CoSearchResult, budget: f64) -> String {
                 "latency_median_ms": p.latency_median,
                 "score_q90": p.score_quantile,
                 "best_arch": p.best.as_ref().map(|b| b.arch.to_compact()),
-                "searched_best_arch": searched_best(r, i).map(|c| c.arch.to_compact()),
-                "searched_best_score": searched_best(r, i).map(|c| c.score),
+                "probe_best_score": best_in(&r.probes, i).map(|c| c.score),
+                "searched_best_arch": best_in(&r.searched, i).map(|c| c.arch.to_compact()),
+                "searched_best_score": best_in(&r.searched, i).map(|c| c.score),
                 "chosen": i == r.chosen,
             })
             .to_string()
@@ -245,6 +247,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
         c.min_share = args.min_share;
         c.quantile = QUANTILE;
         c.searched = args.search_partitions.max(1);
+        c.ranking = args.rank_partitions;
         c
     };
     let latency_tuned = |p: &Partition, a: &ArchConfig| predict(&tuned, a, p.width);
@@ -253,10 +256,9 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
 
     // The co-search.
     let start = Instant::now();
-    // Each searched partition's generations count on from the previous one's; the bar's end
-    // is where all searches run to the end.
-    let searches = args.search_partitions.clamp(1, partitions.len());
-    let mut progress = Progress::new((evolution(limit, resolutions.clone()).steps() * searches) as u64, "co-search");
+    // Each probe's and search's generations count on from the previous one's; the bar's end
+    // is where every partition is probed and every search runs to the end.
+    let mut progress = Progress::new(cosearch_config(limit).max_steps() as u64, "co-search");
     let mut step = 0u64;
     let result = run_cosearch(&cosearch_config(limit), &mut oracle, &latency_tuned, &mut |g| {
         step += 1;
@@ -536,12 +538,16 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
         oracle.calls,
     );
     md.push_str(&format!(
-        "## Partitions (samples, tuned-table latency)\n\nThe evolutionary search ran in the {} best-ranked partition(s) by the samples' q90 score; the best of its winners is kept.\n\n| width | r | within budget | median ms | q90 score | search's best score | chosen |\n|---|---|---|---|---|---|---|\n",
-        args.search_partitions.max(1)
+        "## Partitions (samples, tuned-table latency)\n\nThe evolutionary search ran in the {} best-ranked partition(s) by {}; the best of its winners is kept.\n\n| width | r | within budget | median ms | q90 score | probe's best score | search's best score | chosen |\n|---|---|---|---|---|---|---|---|\n",
+        args.search_partitions.max(1),
+        match args.rank_partitions {
+            nas::cosearch::Ranking::Samples => "the samples' q90 score",
+            nas::cosearch::Ranking::Probe => "a probe (one evolutionary run, the first seed) in each",
+        }
     ));
     for (i, p) in result.partitions.iter().enumerate() {
         md.push_str(&format!(
-            "| {:?} | {} | {}/{} ({:.0} %) | {:.3} | {} | {} | {} |\n",
+            "| {:?} | {} | {}/{} ({:.0} %) | {:.3} | {} | {} | {} | {} |\n",
             p.partition.width,
             p.partition.r,
             p.feasible,
@@ -549,7 +555,8 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
             p.share * 100.0,
             p.latency_median,
             p.score_quantile.map_or("-".into(), |s| format!("{s:.6}")),
-            searched_best(&result, i).map_or("-".into(), |c| format!("{:.6}", c.score)),
+            best_in(&result.probes, i).map_or("-".into(), |c| format!("{:.6}", c.score)),
+            best_in(&result.searched, i).map_or("-".into(), |c| format!("{:.6}", c.score)),
             if i == result.chosen { "**yes**" } else { "" }
         ));
     }

@@ -198,9 +198,14 @@ pub struct SearchArgs {
     /// chosen.
     #[arg(long, default_value_t = 0.05)]
     pub min_share: f64,
-    /// Co-search: how many of the best-ranked partitions the evolutionary search runs in,
-    /// the best winner kept (1: the paper's method, the search in the one partition the
-    /// samples rank first).
+    /// Co-search: how partitions are ranked for the search: probe (one evolutionary run, the
+    /// first seed, in each, ranked by its best score) or samples (the paper's method: the
+    /// samples' scores, see --min-share).
+    #[arg(long, default_value = "probe")]
+    pub rank_partitions: nas::cosearch::Ranking,
+    /// Co-search: how many of the best-ranked partitions the full evolutionary search (with
+    /// --restarts) runs in, the best winner kept (--rank-partitions samples
+    /// --search-partitions 1 is the paper's method).
     #[arg(long, default_value_t = 2)]
     pub search_partitions: usize,
     /// Co-search with --compare-baseline: bisection steps on the budget to find the
