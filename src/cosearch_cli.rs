@@ -514,7 +514,7 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
          | default-schedule table | {} |\n\
          | accuracy oracle | `{}` |\n\
          | score | A_val - {} x max(0, A_train - A_val) (gap weight {}) |\n\
-         | partitions | by resolution at w{width:?}: {} samples each; kept: among those with at least {:.0} % of samples within the budget, the highest {:.0}th-percentile score of those samples |\n\
+         | partitions | by resolution at w{width:?}: {} samples each, ranked by {}; the full search in the best {} |\n\
          | evolution | OFA's: population {}, {} generations, seed {}{} |\n\
          | co-search time | {cosearch_s:.1} s ({} architectures evaluated in its evolution; {} distinct architectures asked of the oracle by all the searches of this run) |\n\n",
         cpu_name(),
@@ -528,8 +528,15 @@ pub fn cosearch(args: SearchArgs) -> CliResult<()> {
         args.gap_weight,
         args.gap_weight,
         args.partition_samples,
-        args.min_share * 100.0,
-        QUANTILE * 100.0,
+        match args.rank_partitions {
+            nas::cosearch::Ranking::Samples => format!(
+                "the samples (among those with at least {:.0} % of samples within the budget, the highest {:.0}th-percentile score of those samples)",
+                args.min_share * 100.0,
+                QUANTILE * 100.0
+            ),
+            nas::cosearch::Ranking::Probe => "a probe: one run of the evolutionary search (the first seed) in each, its best score".into(),
+        },
+        args.search_partitions.max(1),
         args.population(),
         args.generations(),
         args.seed,
