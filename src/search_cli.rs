@@ -212,6 +212,10 @@ pub struct SearchArgs {
     /// co-search's architecture at the baseline's accuracy.
     #[arg(long, default_value_t = 6)]
     pub iso_steps: usize,
+    /// Co-search: passes over the deployed networks when timing them (each keeps its fastest
+    /// pass; more passes, less noise from other processes).
+    #[arg(long, default_value_t = 3)]
+    pub measure_passes: usize,
     /// Search only: write the chosen architecture, the logs and plots, but do not build,
     /// compile or measure networks.
     #[arg(long)]
