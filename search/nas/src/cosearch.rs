@@ -320,7 +320,8 @@ pub fn cosearch(
 ) -> Result<CoSearchResult> {
     let (by_samples, partitions) = rank_partitions(config, oracle, latency)?;
     let mut first_error = None;
-    let mut probe_results: Vec<Option<EvolutionResult>> = vec![None; partitions.len()];
+    // The latest probe or search of each partition.
+    let mut results: Vec<Option<EvolutionResult>> = vec![None; partitions.len()];
     let mut probes = Vec::new();
     let order = match config.ranking {
         Ranking::Samples => by_samples,
@@ -331,7 +332,7 @@ pub fn cosearch(
                 match search_in(partitions[i].partition, &probe, oracle, latency, on_generation) {
                     Ok(r) => {
                         probes.push((i, r.best.clone()));
-                        probe_results[i] = Some(r);
+                        results[i] = Some(r);
                     }
                     Err(e) => {
                         first_error.get_or_insert(e);
@@ -344,38 +345,33 @@ pub fn cosearch(
             order.into_iter().map(|(i, _)| i).collect()
         }
     };
-    let mut searched = Vec::new();
-    let mut winner: Option<(usize, EvolutionResult)> = None;
+    let mut searched: Vec<(usize, Candidate)> = Vec::new();
     for &i in &order {
         if searched.len() == config.searched.max(1) {
             break;
         }
-        // Without restarts the probe is the whole search (same seed, same run).
-        let result = match probe_results[i].take() {
-            Some(r) if config.evolution.restarts <= 1 => r,
-            _ => match search_in(partitions[i].partition, &config.evolution, oracle, latency, on_generation) {
-                Ok(r) => r,
+        // Without restarts the probe is the whole search (same seed, same run); with them,
+        // the search's first run repeats the probe, so its result replaces the probe's.
+        if results[i].is_none() || config.evolution.restarts > 1 {
+            match search_in(partitions[i].partition, &config.evolution, oracle, latency, on_generation) {
+                Ok(r) => results[i] = Some(r),
                 Err(e) => {
                     first_error.get_or_insert(e);
                     continue;
                 }
-            },
-        };
-        searched.push((i, result.best.clone()));
-        if winner.as_ref().is_none_or(|(_, w)| result.best.score > w.best.score) {
-            if let Some((j, w)) = winner.replace((i, result)) {
-                probe_results[j] = Some(w);
             }
-        } else {
-            probe_results[i] = Some(result);
         }
+        searched.push((i, results[i].as_ref().expect("searched just now or probed").best.clone()));
     }
-    let Some((chosen, mut evolution)) = winner else {
+    // The best winner; ties go to the better-ranked partition.
+    let Some(&(chosen, _)) = searched.iter().fold(None, |b: Option<&(usize, Candidate)>, s| if b.is_none_or(|b| s.1.score > b.1.score) { Some(s) } else { b })
+    else {
         return Err(first_error.unwrap_or_else(|| NasError::Arch("co-search: no partition to search".into())));
     };
+    let mut evolution = results[chosen].take().expect("the chosen partition was searched");
     // Every architecture any search or probe evaluated, each once.
     let mut seen: std::collections::HashSet<String> = evolution.evaluated.iter().map(|c| c.arch.to_compact()).collect();
-    for r in probe_results.iter().flatten() {
+    for r in results.iter().flatten() {
         for c in &r.evaluated {
             if seen.insert(c.arch.to_compact()) {
                 evolution.evaluated.push(c.clone());

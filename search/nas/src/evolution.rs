@@ -208,25 +208,22 @@ fn sample_shrunk(ev: &mut Evaluator, config: &EvolutionConfig, rng: &mut SplitMi
         if l <= config.latency_budget_ms {
             return Ok(Some((arch, l)));
         }
-        // (block or stage, which gene): 0 kernel, 1 expand, 2 depth.
-        let mut larger: Vec<(usize, u8)> = Vec::new();
+        // Every possible one-step shrink: (gene, block or stage, its lowered value), where
+        // gene 0 is a kernel, 1 an expand ratio, 2 a depth.
+        let mut smaller: Vec<(u8, usize, u32)> = Vec::new();
         for i in (0..BLOCKS).filter(|&i| arch.is_active(i)) {
-            if step_down(&KERNELS, arch.ks[i]).is_some() {
-                larger.push((i, 0));
-            }
-            if step_down(&EXPANDS, arch.e[i]).is_some() {
-                larger.push((i, 1));
-            }
+            smaller.extend(step_down(&KERNELS, arch.ks[i]).map(|v| (0, i, v)));
+            smaller.extend(step_down(&EXPANDS, arch.e[i]).map(|v| (1, i, v)));
         }
-        larger.extend((0..STAGES).filter(|&s| step_down(&DEPTHS, arch.d[s]).is_some()).map(|s| (s, 2)));
-        if larger.is_empty() {
+        smaller.extend((0..STAGES).filter_map(|s| step_down(&DEPTHS, arch.d[s]).map(|v| (2, s, v))));
+        if smaller.is_empty() {
             return Ok(None);
         }
-        let (i, gene) = larger[rng.below(larger.len())];
+        let (gene, i, v) = smaller[rng.below(smaller.len())];
         match gene {
-            0 => arch.ks[i] = step_down(&KERNELS, arch.ks[i]).expect("listed as larger"),
-            1 => arch.e[i] = step_down(&EXPANDS, arch.e[i]).expect("listed as larger"),
-            _ => arch.d[i] = step_down(&DEPTHS, arch.d[i]).expect("listed as larger"),
+            0 => arch.ks[i] = v,
+            1 => arch.e[i] = v,
+            _ => arch.d[i] = v,
         }
         arch = arch.normalized();
     }
@@ -234,7 +231,8 @@ fn sample_shrunk(ev: &mut Evaluator, config: &EvolutionConfig, rng: &mut SplitMi
 
 /// The initial population: `n` uniform draws within the budget, as OFA draws them. When a
 /// draw does not fit within `max_tries` (a budget that only a small share of the space
-/// meets), that one and the rest are drawn by `sample_shrunk` instead.
+/// meets), that one and the rest are drawn by `sample_shrunk` instead. `evolve` has checked
+/// that some resolution's smallest network fits, so shrinking draws end.
 fn initial_population(ev: &mut Evaluator, config: &EvolutionConfig, rng: &mut SplitMix64, n: usize) -> Result<Vec<Candidate>> {
     let mut population = Vec::with_capacity(n);
     let mut shrink = false;
@@ -248,12 +246,7 @@ fn initial_population(ev: &mut Evaluator, config: &EvolutionConfig, rng: &mut Sp
         } else {
             match within_budget(ev, config, "random architecture", &mut || ArchConfig::sample(rng, &resolutions)) {
                 Ok(d) => d,
-                Err(e) => {
-                    // Shrinking can only help if some smallest network fits.
-                    let smallest = resolutions.iter().map(|&r| ev.latency(&ArchConfig::min(r))).collect::<Result<Vec<f64>>>()?;
-                    if smallest.iter().all(|&l| l > config.latency_budget_ms) {
-                        return Err(e);
-                    }
+                Err(_) => {
                     shrink = true;
                     continue;
                 }
