@@ -240,6 +240,10 @@ fn cosearch_budget_determinism_and_gap_weight_with_a_command_oracle() {
         &["/no/d.yaml", "--default-lut"],
     );
     assert_clean_error(&with(&["--lut", lut.to_str().unwrap(), "--baseline", "--compare-baseline"]), &["options of the co-search"]);
+    // An unknown partition ranking is a usage error (clap's exit code 2) naming the choices.
+    let bad = with(&["--lut", lut.to_str().unwrap(), "--search-only", "--rank-partitions", "bogus"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("expected samples or probe") && !stderr(&bad).contains("panicked"), "{}", stderr(&bad));
 }
 
 /// Quick timing settings for tests.
